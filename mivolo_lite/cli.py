@@ -1,0 +1,221 @@
+"""Command line: ``mivolo-lite predict|eval|calibrate|check-age|demo|train``; mirrors the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+CSV_FIELDS = ["source", "frame", "person", "face_box", "body_box", "age", "age_std", "age_interval", "coverage",
+              "gender", "gender_score", "face_score", "body_score", "track_id", "error"]
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="model folder or Hub repo id (default: the shipped model)")
+    p.add_argument("--device", default="cpu")
+
+
+def _predictor(args):
+    from .predictor import AgePredictor
+
+    return AgePredictor.from_pretrained(args.model, device=args.device, detector=getattr(args, "detector", None),
+                                        coverage=getattr(args, "coverage", 0.9),
+                                        batch_size=getattr(args, "batch_size", 32))
+
+
+def _flat(row: dict) -> dict:
+    out = {}
+    for k in CSV_FIELDS:
+        v = row.get(k)
+        out[k] = " ".join(f"{x:.1f}" for x in v) if isinstance(v, (list, tuple)) else ("" if v is None else v)
+    return out
+
+
+def cmd_predict(args) -> int:
+    from tqdm.auto import tqdm
+
+    from .sources import expand_sources, is_video
+
+    predictor = _predictor(args)
+    items = expand_sources(args.paths)
+    if not items:
+        print("no images or videos found in " + ", ".join(args.paths), file=sys.stderr)
+        return 2
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows, records = [], []
+    n_ok = n_failed = n_persons = 0
+    chunk = max(1, args.images_per_batch)
+    with tqdm(total=len(items), desc="predicting", unit="file", disable=args.quiet) as bar:
+        for start in range(0, len(items), chunk):
+            group = items[start:start + chunk]
+            results = []
+            for item in group:  # videos go alone (annotated video out), images together (batched)
+                if is_video(item):
+                    video = predictor.predict_video(item, output=(out_dir / "annotated" / (Path(item).stem + ".mp4"))
+                                                    if args.save_images else None, progress=False)
+                    results.extend(video.frames)
+                    if video.error:
+                        from .results import ImageResult
+
+                        results.append(ImageResult(item, error=video.error))
+            images = [i for i in group if not is_video(i)]
+            if images:
+                results.extend(predictor.predict(images, keep_images=args.save_images, errors="record"))
+            for r in results:
+                if r.ok and r.frame is None:
+                    n_ok += 1
+                elif not r.ok:
+                    n_failed += 1
+                    tqdm.write(f"error: {r.error}", file=sys.stderr)
+                n_persons += len(r.persons)
+                rows.extend(r.rows() if (r.persons or not r.ok) else
+                            [{"source": r.source, "frame": r.frame, "person": None, "error": None}])
+                records.append(r.to_dict())
+                if args.save_images and r.ok and r.image is not None:
+                    name = Path(r.source).stem if r.source.startswith("<") is False else f"input_{len(records)}"
+                    r.save(out_dir / "annotated" / f"{name}.jpg")
+            bar.update(len(group))
+    with open(out_dir / "predictions.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(_flat(r) for r in rows)
+    with open(out_dir / "predictions.json", "w") as f:
+        json.dump(records, f, indent=1)
+    if not args.quiet:
+        for r in records[: args.show]:
+            for i, p in enumerate(r["persons"]):
+                lo, hi = p["age_interval"]
+                print(f"{r['source']}: person {i}: age {p['age']:.1f} (90% {lo:.0f}-{hi:.0f}), {p['gender']} "
+                      f"({p['gender_score']:.2f})")
+    print(f"{len(items)} input(s): {n_ok} image(s) ok, {n_failed} failed, {n_persons} person(s) found; "
+          f"results in {out_dir / 'predictions.csv'} and {out_dir / 'predictions.json'}"
+          + (f", annotated images in {out_dir / 'annotated'}" if args.save_images else ""))
+    return 0 if n_failed == 0 else 1
+
+
+def cmd_check_age(args) -> int:
+    predictor = _predictor(args)
+    results = predictor.predict(args.paths, keep_images=False, errors="record")
+    status = 0
+    for r in results:
+        if not r.ok:
+            print(f"{r.source}: error: {r.error}")
+            status = 1
+            continue
+        for i, p in enumerate(r.persons):
+            d = p.check_age(args.threshold, args.risk)
+            print(f"{r.source}: person {i}: age {p.age:.1f}, P(age >= {args.threshold:g}) = {d.prob_at_least:.3f} "
+                  f"-> {d.decision}")
+    return status
+
+
+def cmd_eval(args) -> int:
+    from .evaluation.report import evaluate_model
+
+    report = evaluate_model(args.model, args.annotations, args.output_dir, device=args.device,
+                            batch_size=args.batch_size, flip_tta=not args.no_tta, limit=args.limit)
+    print(report.read_text())
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from .evaluation.report import calibrate_model
+
+    table = calibrate_model(args.model, args.annotations, output=args.output, device=args.device,
+                            batch_size=args.batch_size, limit=args.limit)
+    print(json.dumps({k: table[k] for k in ("method", "band_edges", "counts", "fitted_on")}, indent=1))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .app import launch
+
+    launch(model=args.model, host=args.host, port=args.port, share=False)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .training import load_config
+    from .training.trainer import train
+
+    train(load_config(args.config, args.set), resume=args.resume, max_minutes=args.max_minutes)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mivolo-lite", description="Age and gender of every person in photos and videos.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("predict", help="estimate age and gender in images, folders and videos")
+    p.add_argument("paths", nargs="+", help="image/video files or folders (searched recursively)")
+    _add_model_args(p)
+    p.add_argument("--detector", default=None, help="'opencv' (default, offline) or 'yolo:<weights.pt|repo id>'")
+    p.add_argument("--output-dir", "-o", default="mivolo_out")
+    p.add_argument("--save-images", action="store_true", help="write annotated images/videos")
+    p.add_argument("--coverage", type=float, default=0.9, help="coverage of the age intervals")
+    p.add_argument("--batch-size", type=int, default=32, help="persons per estimator batch")
+    p.add_argument("--images-per-batch", type=int, default=16)
+    p.add_argument("--show", type=int, default=20, help="print the persons of the first N images")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("check-age", help="is each person at least THRESHOLD years old?")
+    p.add_argument("paths", nargs="+")
+    _add_model_args(p)
+    p.add_argument("--detector", default=None)
+    p.add_argument("--threshold", type=float, default=18)
+    p.add_argument("--risk", type=float, default=0.05, help="accepted probability of a wrong over/under decision")
+    p.set_defaults(func=cmd_check_age)
+
+    p = sub.add_parser("eval", help="metrics, report and plots on annotation CSVs")
+    p.add_argument("annotations", nargs="+", help="annotation CSV files (see mivolo_lite.data.annotations)")
+    _add_model_args(p)
+    p.add_argument("--output-dir", "-o", default="eval_report")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--limit", type=int, default=None, help="first N rows of each CSV")
+    p.add_argument("--no-tta", action="store_true", help="no flip test-time augmentation")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("calibrate", help="fit the age-interval calibration of a model on held-out CSVs")
+    p.add_argument("annotations", nargs="+")
+    _add_model_args(p)
+    p.add_argument("--output", default=None, help="folder to save the calibrated model (default: in place)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--limit", type=int, default=None)
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("demo", help="start the Gradio web demo")
+    _add_model_args(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="train (prefer: accelerate launch tools/train.py --config ...)")
+    p.add_argument("--config", required=True)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--max-minutes", type=float, default=None)
+    p.add_argument("--set", nargs="*", default=[])
+    p.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # a clear one-line error for users; tracebacks with MIVOLO_DEBUG=1
+        import os
+
+        if os.environ.get("MIVOLO_DEBUG"):
+            raise
+        print(f"mivolo-lite: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Training/evaluation dataset: annotation records -> model-ready face and body tensors.
+
+Augmentation happens inside a single affine warp per crop (box scale/shift jitter, rotation,
+flip) plus colour jitter, blur/downscale and random greyscale; see
+:func:`mivolo_lite.models.image_processing_mivolo_lite.square_crop_matrix`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from .._image_io import ImageLoadError, load_image
+from ..models.image_processing_mivolo_lite import MiVOLOLiteImageProcessor
+from .annotations import AnnotationRecord
+
+
+@dataclass
+class AugmentConfig:
+    face_scale: tuple[float, float] = (0.9, 1.2)
+    body_scale: tuple[float, float] = (0.95, 1.1)
+    shift: float = 0.06
+    max_rotation: float = 10.0
+    flip_prob: float = 0.5
+    color_jitter: float = 0.3
+    grayscale_prob: float = 0.05
+    low_res_prob: float = 0.25  # simulate small, far-away faces: downscale then upscale
+
+
+def age_balance_weights(records: list[AnnotationRecord], bin_years: int = 5, power: float = 0.5) -> list[float]:
+    """Per-sample loss weights that flatten each set's skewed age histogram: ``count(bin)^-power``,
+    normalised to mean 1 within each source."""
+    keys = []
+    for r in records:
+        low, high = r.age_interval
+        keys.append((r.source, None if math.isnan(low) else int((low + high) / 2 // bin_years)))
+    counts = Counter(keys)
+    raw = [1.0 if k[1] is None else counts[k] ** -power for k in keys]
+    per_source: dict[str, list[float]] = {}
+    for k, w in zip(keys, raw):
+        per_source.setdefault(k[0], []).append(w)
+    means = {s: float(np.mean(v)) for s, v in per_source.items()}
+    return [w / means[k[0]] for k, w in zip(keys, raw)]
+
+
+class AgeDataset(Dataset):
+    """Yields dicts with ``face_pixel_values``, ``body_pixel_values`` (3, S, S), ``face_mask``,
+    ``body_mask``, ``age_low``, ``age_high``, ``gender``, ``sample_weight`` and ``index``.
+
+    ``cache=True`` keeps decoded images in memory (the sets here fit easily), which matters on a
+    2-core machine. An unreadable image is not fatal: the sample comes back with both masks off
+    and no labels (the loss ignores it) and its index is recorded in ``bad_indices``.
+    """
+
+    def __init__(self, records: list[AnnotationRecord], processor: MiVOLOLiteImageProcessor, train: bool = False,
+                 augment: AugmentConfig | None = None, cache: bool = False, balance_ages: bool = True,
+                 seed: int = 0):
+        self.records = records
+        self.processor = processor
+        self.train = train
+        self.augment = augment or AugmentConfig()
+        self.cache = {} if cache else None
+        self.weights = age_balance_weights(records) if (train and balance_ages) else [1.0] * len(records)
+        self.bad_indices: set[int] = set()
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _image(self, index: int) -> np.ndarray:
+        if self.cache is not None and index in self.cache:
+            return self.cache[index]
+        image = load_image(self.records[index].image)
+        if self.cache is not None:
+            self.cache[index] = image
+        return image
+
+    def _jitter(self, rng: random.Random, scale_range: tuple[float, float], flip: bool) -> dict:
+        a = self.augment
+        return dict(scale=rng.uniform(*scale_range), shift=(rng.uniform(-a.shift, a.shift), rng.uniform(-a.shift, a.shift)),
+                    angle_deg=rng.uniform(-a.max_rotation, a.max_rotation), flip=flip)
+
+    def _photometric(self, crop: np.ndarray, rng: random.Random) -> np.ndarray:
+        a = self.augment
+        out = crop.astype(np.float32)
+        if a.color_jitter > 0:
+            brightness = 1 + rng.uniform(-a.color_jitter, a.color_jitter)
+            contrast = 1 + rng.uniform(-a.color_jitter, a.color_jitter)
+            saturation = 1 + rng.uniform(-a.color_jitter, a.color_jitter)
+            gray = out.mean(axis=2, keepdims=True)
+            out = gray + (out - gray) * saturation
+            out = (out - out.mean()) * contrast + out.mean()
+            out = out * brightness
+        if rng.random() < a.grayscale_prob:
+            out = np.repeat(out.mean(axis=2, keepdims=True), 3, axis=2)
+        out = np.clip(out, 0, 255).astype(np.uint8)
+        if rng.random() < a.low_res_prob:
+            s = crop.shape[0]
+            small = max(12, int(s * rng.uniform(0.25, 0.7)))
+            out = cv2.resize(cv2.resize(out, (small, small), interpolation=cv2.INTER_AREA), (s, s),
+                             interpolation=cv2.INTER_LINEAR)
+        return out
+
+    def __getitem__(self, index: int) -> dict:
+        record = self.records[index]
+        size = self.processor.size
+        low, high = record.age_interval
+        item = {"index": index, "age_low": torch.tensor(low, dtype=torch.float32),
+                "age_high": torch.tensor(high, dtype=torch.float32),
+                "gender": torch.tensor(record.gender_label, dtype=torch.long),
+                "sample_weight": torch.tensor(self.weights[index], dtype=torch.float32)}
+        try:
+            image = self._image(index)
+        except ImageLoadError:
+            self.bad_indices.add(index)
+            blank = torch.zeros(3, size, size)
+            item.update(face_pixel_values=blank, body_pixel_values=blank.clone(), face_mask=torch.tensor(False),
+                        body_mask=torch.tensor(False), age_low=torch.tensor(math.nan), age_high=torch.tensor(math.nan),
+                        gender=torch.tensor(-1), sample_weight=torch.tensor(0.0))
+            return item
+        rng = random.Random()
+        flip = False
+        if self.train:
+            rng.seed(hash((self.seed, index, random.random())))
+            flip = rng.random() < self.augment.flip_prob
+        crops = {}
+        for name, box, scale_range in (("face", record.face_box, self.augment.face_scale),
+                                        ("body", record.body_box, self.augment.body_scale)):
+            if box is None:
+                crops[name] = None
+                continue
+            jitter = self._jitter(rng, scale_range, flip) if self.train else {}
+            crop = self.processor.crop(image, box, **jitter)
+            crops[name] = self._photometric(crop, rng) if self.train else crop
+        for name in ("face", "body"):
+            crop = crops[name]
+            item[f"{name}_mask"] = torch.tensor(crop is not None)
+            item[f"{name}_pixel_values"] = (self.processor.normalize_batch(crop[None])[0] if crop is not None
+                                            else torch.zeros(3, size, size))
+        if crops["face"] is None and crops["body"] is None:
+            item.update(age_low=torch.tensor(math.nan), age_high=torch.tensor(math.nan), gender=torch.tensor(-1),
+                        sample_weight=torch.tensor(0.0))
+        return item
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """Shuffles with a generator seeded by ``seed + epoch``: the order of any epoch can be
+    recomputed, which lets a resumed run skip exactly the batches it had already consumed."""
+
+    def __init__(self, length: int, seed: int = 0, shuffle: bool = True):
+        self.length, self.seed, self.shuffle, self.epoch = length, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        if not self.shuffle:
+            return iter(range(self.length))
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.length, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.length

@@ -1,0 +1,73 @@
+"""The detector interface: an RGB image in, person and face boxes with scores out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Detections:
+    """Boxes are ``(N, 4)`` float tensors, xyxy in pixels of the input image."""
+
+    person_boxes: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 4))
+    person_scores: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    face_boxes: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 4))
+    face_scores: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    track_ids: torch.Tensor | None = None  # per person box, when a tracker ran
+
+    def clipped(self, width: int, height: int) -> "Detections":
+        """Boxes clipped to the image; empty, non-finite or inverted boxes dropped."""
+        def clean(boxes, scores):
+            boxes = boxes.float().reshape(-1, 4)
+            scores = scores.float().reshape(-1)
+            ok = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores)
+            boxes, scores = boxes[ok], scores[ok]
+            boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+            boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+            keep = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
+            return boxes[keep], scores[keep], ok.nonzero().squeeze(1)[keep]
+        pb, ps, pidx = clean(self.person_boxes, self.person_scores)
+        fb, fs, _ = clean(self.face_boxes, self.face_scores)
+        tracks = self.track_ids[pidx] if self.track_ids is not None else None
+        return Detections(pb, ps, fb, fs, tracks)
+
+
+class Detector:
+    """Subclasses implement :meth:`detect`. ``name`` identifies the backend in results."""
+
+    name = "detector"
+
+    def detect(self, image: np.ndarray) -> Detections:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
+        return [self.detect(im) for im in images]
+
+
+def nms(boxes: torch.Tensor, scores: torch.Tensor, iou: float) -> torch.Tensor:
+    from torchvision.ops import nms as tv_nms
+
+    if boxes.numel() == 0:
+        return torch.zeros(0, dtype=torch.long)
+    return tv_nms(boxes.float(), scores.float(), iou)
+
+
+def build_detector(spec=None, device: str = "cpu") -> Detector:
+    """``None``/``"opencv"`` -> the offline OpenCV detector; ``"yolo:<path or hub repo id>"`` (or a
+    path ending in ``.pt``) -> ultralytics YOLO; a :class:`Detector` instance is returned as is."""
+    if isinstance(spec, Detector):
+        return spec
+    if spec is None or spec == "opencv":
+        from .opencv_detector import OpenCVDetector
+
+        return OpenCVDetector()
+    if isinstance(spec, str):
+        if spec.startswith("yolo:"):
+            spec = spec[len("yolo:"):]
+        from .yolo_detector import YOLODetector
+
+        return YOLODetector(spec, device=device)
+    raise TypeError(f"detector must be None, 'opencv', 'yolo:<weights>' or a Detector, got {type(spec).__name__}")

@@ -1,0 +1,101 @@
+"""Offline default detector from what ships inside OpenCV 4: Haar cascades for frontal and
+profile faces, the HOG+SVM people detector for bodies. No download, no GPU; weaker than a YOLO
+model (use ``detector="yolo:..."`` when you have weights)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from .base import Detections, Detector, nms
+
+
+class OpenCVDetector(Detector):
+    name = "opencv"
+
+    def __init__(self, face_max_side: int = 800, body_max_side: int = 640, min_face: int = 20,
+                 face_neighbors: int = 5, hog_threshold: float = 0.3, persons_from_faces: bool = True):
+        if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "HOGDescriptor_getDefaultPeopleDetector"):
+            raise RuntimeError("this OpenCV build lacks CascadeClassifier/HOG (OpenCV 5 removed them); "
+                               "install 'opencv-python<5' or use detector='yolo:<weights>'")
+        root = cv2.data.haarcascades
+        self.frontal = cv2.CascadeClassifier(root + "haarcascade_frontalface_default.xml")
+        self.profile = cv2.CascadeClassifier(root + "haarcascade_profileface.xml")
+        if self.frontal.empty() or self.profile.empty():
+            raise RuntimeError(f"OpenCV's Haar cascade files are missing under {root}")
+        self.hog = cv2.HOGDescriptor()
+        self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        self.face_max_side, self.body_max_side = face_max_side, body_max_side
+        self.min_face, self.face_neighbors, self.hog_threshold = min_face, face_neighbors, hog_threshold
+        self.persons_from_faces = persons_from_faces
+
+    @staticmethod
+    def _scaled(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+        scale = min(1.0, max_side / max(image.shape[:2]))
+        if scale < 1.0:
+            image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        return image, scale
+
+    def _faces(self, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        small, scale = self._scaled(image, self.face_max_side)
+        gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
+        min_size = (max(12, int(self.min_face * scale)),) * 2
+        boxes, scores = [], []
+        for cascade, flip in ((self.frontal, False), (self.profile, False), (self.profile, True)):
+            img = gray[:, ::-1].copy() if flip else gray
+            found, _, weights = cascade.detectMultiScale3(img, scaleFactor=1.1, minNeighbors=self.face_neighbors,
+                                                          minSize=min_size, outputRejectLevels=True)
+            for (x, y, w, h), s in zip(np.asarray(found).reshape(-1, 4), np.asarray(weights).reshape(-1)):
+                if flip:
+                    x = img.shape[1] - x - w
+                boxes.append([x, y, x + w, y + h])
+                # cascade "level weights" are unbounded; squash to 0..1 for a comparable score
+                scores.append(1 / (1 + np.exp(-float(s) / 2)) if cascade is self.frontal else 0.5 / (1 + np.exp(-float(s) / 2)))
+        if not boxes:
+            return torch.zeros(0, 4), torch.zeros(0)
+        b = torch.tensor(boxes, dtype=torch.float32) / scale
+        s = torch.tensor(scores, dtype=torch.float32)
+        keep = nms(b, s, 0.3)
+        return b[keep], s[keep]
+
+    def _bodies(self, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        small, scale = self._scaled(image, self.body_max_side)
+        if min(small.shape[:2]) < 128:  # the HOG window is 64x128
+            return torch.zeros(0, 4), torch.zeros(0)
+        found, weights = self.hog.detectMultiScale(cv2.cvtColor(small, cv2.COLOR_RGB2BGR), winStride=(8, 8),
+                                                   padding=(8, 8), scale=1.05)
+        found, weights = np.asarray(found).reshape(-1, 4), np.asarray(weights).reshape(-1)
+        keep = weights >= self.hog_threshold
+        if not keep.any():
+            return torch.zeros(0, 4), torch.zeros(0)
+        found, weights = found[keep], weights[keep]
+        b = torch.tensor(np.c_[found[:, :2], found[:, :2] + found[:, 2:]], dtype=torch.float32) / scale
+        s = torch.tensor(1 / (1 + np.exp(-weights)), dtype=torch.float32)
+        keep = nms(b, s, 0.4)
+        return b[keep], s[keep]
+
+    @staticmethod
+    def _persons_from_faces(face_boxes, face_scores, person_boxes, person_scores):
+        """HOG only finds whole standing people; in close-ups and portraits it finds nobody. For
+        each face that no detected person contains, add a head-and-torso box below it (a face
+        is about 1/3 of the shoulder width), scored at half the face's score."""
+        if face_boxes.numel() == 0:
+            return person_boxes, person_scores
+        from .pairing import face_in_body_scores
+
+        covered = (face_in_body_scores(face_boxes, person_boxes) >= 0.8).any(dim=1) if person_boxes.numel() else \
+            torch.zeros(len(face_boxes), dtype=torch.bool)
+        f = face_boxes[~covered]
+        if f.numel() == 0:
+            return person_boxes, person_scores
+        w, h = f[:, 2] - f[:, 0], f[:, 3] - f[:, 1]
+        extra = torch.stack([f[:, 0] - w, f[:, 1] - 0.5 * h, f[:, 2] + w, f[:, 3] + 3.0 * h], dim=1)
+        return torch.cat([person_boxes, extra]), torch.cat([person_scores, face_scores[~covered] * 0.5])
+
+    def detect(self, image: np.ndarray) -> Detections:
+        face_boxes, face_scores = self._faces(image)
+        person_boxes, person_scores = self._bodies(image)
+        if self.persons_from_faces:
+            person_boxes, person_scores = self._persons_from_faces(face_boxes, face_scores, person_boxes, person_scores)
+        return Detections(person_boxes, person_scores, face_boxes, face_scores).clipped(image.shape[1], image.shape[0])

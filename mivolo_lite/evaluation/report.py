@@ -1,0 +1,203 @@
+"""``mivolo-lite eval`` / ``tools/evaluate.py``: metrics with breakdowns, a markdown report and
+plots; ``mivolo-lite calibrate`` / ``tools/calibrate.py``: fit the interval calibration."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..calibration import AgeCalibration, uncalibrated
+from ..data.annotations import read_annotations
+from ..data.dataset import AgeDataset
+from .inference import Predictions, predict_dataset
+from .metrics import summarize_predictions
+
+AGE_BANDS = [(0, 12), (13, 19), (20, 29), (30, 39), (40, 49), (50, 59), (60, 69), (70, 120)]
+CHECK_THRESHOLDS = (18, 21, 25)
+
+
+def _band_name(lo, hi) -> str:
+    return f"{lo}+" if hi >= 120 else f"{lo}-{hi}"
+
+
+def _load(model):
+    from ..hub import load_model_and_processor
+
+    if isinstance(model, tuple):
+        return model
+    return load_model_and_processor(model)
+
+
+def _predict_records(model, processor, records, batch_size, flip_tta) -> Predictions:
+    return predict_dataset(model, AgeDataset(records, processor), batch_size=batch_size, flip_tta=flip_tta)
+
+
+def interval_stats(preds: Predictions, calibration: AgeCalibration, coverage: float = 0.9) -> dict:
+    exact = np.isfinite(preds.age_low) & (np.abs(preds.age_high - preds.age_low) < 0.5)
+    if not exact.any():
+        return {}
+    low, high = calibration.interval(preds.age[exact], preds.age_std[exact], coverage)
+    y = preds.age_low[exact]
+    covered = (y >= np.floor(low)) & (y <= np.ceil(high))
+    out = {"coverage_target": coverage, "coverage": float(covered.mean()), "mean_width": float((high - low).mean()),
+           "per_age_band": {}}
+    for lo, hi in AGE_BANDS:
+        sel = (y >= lo) & (y <= hi)
+        if sel.sum() >= 5:
+            out["per_age_band"][_band_name(lo, hi)] = {"n": int(sel.sum()), "coverage": float(covered[sel].mean()),
+                                                       "mean_width": float((high - low)[sel].mean())}
+    return out
+
+
+def age_check_stats(preds: Predictions, calibration: AgeCalibration, thresholds=CHECK_THRESHOLDS,
+                    risk: float = 0.05) -> dict:
+    """For each threshold: share of under-age people wrongly passed as ``over`` (the costly
+    error for a shop) and share of adults sent to ``uncertain`` (the cost in ID checks)."""
+    exact = np.isfinite(preds.age_low) & (np.abs(preds.age_high - preds.age_low) < 0.5)
+    y, age, std = preds.age_low[exact], preds.age[exact], preds.age_std[exact]
+    out = {}
+    for t in thresholds:
+        p = calibration.prob_at_least(age, std, t)
+        over, under = p >= 1 - risk, p <= risk
+        minors, adults = y < t, y >= t
+        out[str(t)] = {"risk": risk, "n_under": int(minors.sum()), "n_over": int(adults.sum()),
+                       "under_passed_as_over": float(over[minors].mean()) if minors.any() else None,
+                       "over_sent_to_uncertain": float((~over & ~under)[adults].mean()) if adults.any() else None,
+                       "over_called_under": float(under[adults].mean()) if adults.any() else None,
+                       "_prob": p.tolist(), "_truth": (y >= t).tolist()}
+    return out
+
+
+def _breakdowns(preds: Predictions, records) -> dict:
+    out = {"overall": summarize_predictions(preds.age, preds.prob_male, preds.age_low, preds.age_high, preds.gender)}
+    y = preds.age_low
+    bands = {}
+    for lo, hi in AGE_BANDS:
+        sel = np.isfinite(y) & (preds.age_high - y < 0.5) & (y >= lo) & (y <= hi)
+        if sel.any():
+            bands[_band_name(lo, hi)] = summarize_predictions(preds.age[sel], preds.prob_male[sel], y[sel],
+                                                              preds.age_high[sel], preds.gender[sel])
+    groups = sorted({r.age_group for r in records if r.age_group})
+    for g in groups:
+        sel = np.array([records[i].age_group == g for i in preds.index])
+        bands[g] = summarize_predictions(preds.age[sel], preds.prob_male[sel], preds.age_low[sel],
+                                         preds.age_high[sel], preds.gender[sel])
+    out["per_age_group"] = bands
+    for key, attr in (("per_gender", "gender"), ("per_race", "race")):
+        values = sorted({getattr(r, attr) for r in records if getattr(r, attr)})
+        if values:
+            out[key] = {}
+            for v in values:
+                sel = np.array([getattr(records[i], attr) == v for i in preds.index])
+                out[key][v] = summarize_predictions(preds.age[sel], preds.prob_male[sel], preds.age_low[sel],
+                                                    preds.age_high[sel], preds.gender[sel])
+    return out
+
+
+def _fmt(v, pct=False):
+    if v is None:
+        return "–"
+    return f"{100 * v:.1f} %" if pct else f"{v:.2f}"
+
+
+def _metrics_table(rows: dict) -> list[str]:
+    lines = ["| subset | n | MAE | CS@5 | age-group acc. | gender acc. |", "|---|---|---|---|---|---|"]
+    for name, m in rows.items():
+        n = m.get("n_exact", 0) + m.get("n_interval", 0)
+        lines.append(f"| {name} | {n} | {_fmt(m.get('mae'))} | {_fmt(m.get('cs5'), True)} | "
+                     f"{_fmt(m.get('group_accuracy'), True)} | {_fmt(m.get('gender_accuracy'), True)} |")
+    return lines
+
+
+def evaluate_model(model, annotations, output_dir, device: str = "cpu", batch_size: int = 64, flip_tta: bool = True,
+                   limit: int | None = None, coverage: float = 0.9, plots: bool = True) -> Path:
+    """Evaluate on annotation CSVs; writes ``report.md``, ``metrics.json`` and PNG plots to
+    ``output_dir`` and returns the report path."""
+    model, processor = _load(model)
+    model = model.to(device).eval()
+    table = getattr(model.config, "age_calibration", None)
+    calibration = AgeCalibration.from_dict(table) if table else uncalibrated(model.config.min_age, model.config.max_age)
+    out_dir = Path(output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    annotations = [annotations] if isinstance(annotations, (str, Path)) else list(annotations)
+    summary, lines = {}, ["# Evaluation report", ""]
+    lines += [f"Model: `{getattr(model, 'name_or_path', '') or model.config.preset}` (preset `{model.config.preset}`), "
+              f"flip TTA: {flip_tta}, intervals: {'calibrated, ' + calibration.fitted_on if table else 'UNCALIBRATED'}.", ""]
+    for csv_path in annotations:
+        name = Path(csv_path).stem
+        records = read_annotations(csv_path)[:limit] if limit else read_annotations(csv_path)
+        preds = _predict_records(model, processor, records, batch_size, flip_tta)
+        result = _breakdowns(preds, records)
+        # input modes, where a person has both a face and a body
+        both = [r for r in records if r.face_box is not None and r.body_box is not None]
+        if both:
+            modes = {"face+body": both, "face only": [dataclasses.replace(r, body_box=None) for r in both],
+                     "body only": [dataclasses.replace(r, face_box=None) for r in both]}
+            result["per_input"] = {}
+            for mode, recs in modes.items():
+                p = _predict_records(model, processor, recs, batch_size, flip_tta)
+                result["per_input"][mode] = summarize_predictions(p.age, p.prob_male, p.age_low, p.age_high, p.gender)
+        result["intervals"] = interval_stats(preds, calibration, coverage)
+        checks = age_check_stats(preds, calibration)
+        result["age_check"] = {t: {k: v for k, v in c.items() if not k.startswith("_")} for t, c in checks.items()}
+        summary[name] = result
+
+        lines += [f"## {name} ({len(records)} people, `{csv_path}`)", ""]
+        lines += _metrics_table({"all": result["overall"]}) + [""]
+        lines += ["### Per age group", ""] + _metrics_table(result["per_age_group"]) + [""]
+        for key, title in (("per_gender", "Per gender"), ("per_race", "Per race"), ("per_input", "Per input")):
+            if key in result:
+                lines += [f"### {title}", ""] + _metrics_table(result[key]) + [""]
+        iv = result["intervals"]
+        if iv:
+            lines += [f"### {100 * coverage:.0f} % age intervals", "",
+                      f"Overall coverage {_fmt(iv['coverage'], True)}, mean width {iv['mean_width']:.1f} years.", "",
+                      "| true age | n | coverage | mean width |", "|---|---|---|---|"]
+            lines += [f"| {b} | {v['n']} | {_fmt(v['coverage'], True)} | {v['mean_width']:.1f} |"
+                      for b, v in iv["per_age_band"].items()] + [""]
+        if any(c["n_under"] or c["n_over"] for c in checks.values()):
+            lines += ["### Age check (risk 5 %)", "", "| threshold | minors | minors passed as over | adults | "
+                      "adults sent to uncertain |", "|---|---|---|---|---|"]
+            lines += [f"| {t} | {c['n_under']} | {_fmt(c['under_passed_as_over'], True)} | {c['n_over']} | "
+                      f"{_fmt(c['over_sent_to_uncertain'], True)} |" for t, c in checks.items()] + [""]
+        if plots:
+            from .plots import save_plots
+
+            images = save_plots(preds, records, result, checks, out_dir, name)
+            lines += [f"![{Path(p).stem}]({Path(p).name})" for p in images] + [""]
+    with open(out_dir / "metrics.json", "w") as f:
+        json.dump(summary, f, indent=1)
+    report = out_dir / "report.md"
+    report.write_text("\n".join(lines))
+    return report
+
+
+def calibrate_model(model, annotations, output=None, device: str = "cpu", batch_size: int = 64,
+                    limit: int | None = None, flip_tta: bool = True) -> dict:
+    """Fit :class:`AgeCalibration` on the exact ages in ``annotations`` (held-out data, never the
+    training split) and save the model with it to ``output`` (default: the model's own folder)."""
+    source = model
+    model, processor = _load(model)
+    model = model.to(device).eval()
+    annotations = [annotations] if isinstance(annotations, (str, Path)) else list(annotations)
+    ages, stds, truth = [], [], []
+    for csv_path in annotations:
+        records = read_annotations(csv_path)[:limit] if limit else read_annotations(csv_path)
+        preds = _predict_records(model, processor, records, batch_size, flip_tta)
+        exact = np.isfinite(preds.age_low) & (np.abs(preds.age_high - preds.age_low) < 0.5)
+        ages.append(preds.age[exact])
+        stds.append(preds.age_std[exact])
+        truth.append(preds.age_low[exact])
+    fitted_on = ", ".join(Path(a).name for a in annotations)
+    calibration = AgeCalibration.fit(np.concatenate(ages), np.concatenate(stds), np.concatenate(truth),
+                                     min_age=model.config.min_age, max_age=model.config.max_age, fitted_on=fitted_on)
+    model.config.age_calibration = calibration.to_dict()
+    target = output or (source if isinstance(source, (str, Path)) and Path(source).is_dir() else None)
+    if target is None:
+        raise ValueError("give output=<folder> to save the calibrated model")
+    model.save_pretrained(target)
+    processor.save_pretrained(target)
+    return model.config.age_calibration

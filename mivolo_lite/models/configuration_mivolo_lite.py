@@ -1,0 +1,134 @@
+"""Configuration of the MiVOLO-lite dual-input (face + body) age and gender model."""
+
+from __future__ import annotations
+
+from transformers import PretrainedConfig
+
+# Named architectures. Each is a plain dict of constructor arguments (timm style), so a preset is
+# nothing more than defaults: any field can still be overridden when building a config.
+PRESETS: dict[str, dict] = {
+    # CPU default, sized by measurement on a 2-core CPU (see tools/benchmark_model.py): a cheap
+    # convolutional stem (from-scratch training on a few thousand images needs the convolutional
+    # inductive bias) to a 7x7 token grid, one private transformer block per input, fusion, four
+    # shared blocks. Only "transformer" blocks: no Fold op, so it exports to ONNX.
+    "lite": dict(
+        image_size=112,
+        stem_channels=[16, 32, 64],
+        stem_strides=[2, 2, 2],
+        stem_blocks_per_stage=0,
+        patch_size=2,
+        branch_depth=1,
+        stage_types=["transformer"],
+        stage_depths=[4],
+        stage_dims=[128],
+        stage_heads=[4],
+        num_class_blocks=1,
+        mlp_ratio=3.0,
+        drop_path_rate=0.05,
+    ),
+    # Mirrors MiVOLO-D1 (VOLO-D1 at 224 px): 28x28 tokens, 4 outlookers at 192 channels, then
+    # 14 transformers at 384 channels on 14x14 tokens, two class-attention blocks. GPU training.
+    "d1": dict(
+        image_size=224,
+        stem_channels=[64, 64, 64],
+        stem_strides=[2, 1, 1],
+        stem_blocks_per_stage=0,
+        patch_size=4,
+        branch_depth=0,
+        stage_types=["outlooker", "transformer"],
+        stage_depths=[4, 14],
+        stage_dims=[192, 384],
+        stage_heads=[6, 12],
+        num_class_blocks=2,
+        mlp_ratio=3.0,
+        drop_path_rate=0.1,
+    ),
+}
+
+
+class MiVOLOLiteConfig(PretrainedConfig):
+    """Hyper-parameters of :class:`~mivolo_lite.models.MiVOLOLiteModel`.
+
+    Build one from a preset with ``MiVOLOLiteConfig.from_preset("lite", **overrides)``.
+
+    Age is predicted as a distribution over integer ages ``min_age..max_age``; labels outside
+    that range are clipped. ``age_calibration`` holds the conformal calibration (see
+    :mod:`mivolo_lite.calibration`) so that it travels with the weights.
+    """
+
+    model_type = "mivolo_lite"
+
+    def __init__(
+        self,
+        preset: str = "lite",
+        image_size: int = 112,
+        in_chans: int = 3,
+        stem_channels: list[int] | None = None,
+        stem_strides: list[int] | None = None,
+        stem_blocks_per_stage: int = 0,
+        patch_size: int = 2,
+        branch_depth: int = 1,
+        fusion_heads: int | None = None,
+        stage_types: list[str] | None = None,
+        stage_depths: list[int] | None = None,
+        stage_dims: list[int] | None = None,
+        stage_heads: list[int] | None = None,
+        num_class_blocks: int = 1,
+        mlp_ratio: float = 3.0,
+        qkv_bias: bool = True,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.05,
+        min_age: int = 0,
+        max_age: int = 100,
+        age_calibration: dict | None = None,
+        **kwargs,
+    ):
+        self.preset = preset
+        self.image_size = image_size
+        self.in_chans = in_chans
+        self.stem_channels = list(stem_channels or [16, 32, 64])
+        self.stem_strides = list(stem_strides or [2] * len(self.stem_channels))
+        self.stem_blocks_per_stage = stem_blocks_per_stage
+        self.patch_size = patch_size
+        self.branch_depth = branch_depth
+        self.stage_types = list(stage_types or ["transformer"])
+        self.stage_depths = list(stage_depths or [4])
+        self.stage_dims = list(stage_dims or [128])
+        self.stage_heads = list(stage_heads or [4])
+        self.fusion_heads = fusion_heads or self.stage_heads[0]
+        self.num_class_blocks = num_class_blocks
+        self.mlp_ratio = mlp_ratio
+        self.qkv_bias = qkv_bias
+        self.drop_rate = drop_rate
+        self.drop_path_rate = drop_path_rate
+        self.min_age = min_age
+        self.max_age = max_age
+        self.age_calibration = age_calibration
+        lengths = {len(self.stage_types), len(self.stage_depths), len(self.stage_dims), len(self.stage_heads)}
+        if len(lengths) != 1:
+            raise ValueError("stage_types, stage_depths, stage_dims and stage_heads must have the same length")
+        if len(self.stem_channels) != len(self.stem_strides):
+            raise ValueError("stem_channels and stem_strides must have the same length")
+        unknown = set(self.stage_types) - {"outlooker", "transformer"}
+        if unknown:
+            raise ValueError(f"unknown stage types {sorted(unknown)}; use 'outlooker' or 'transformer'")
+        if max_age <= min_age:
+            raise ValueError("max_age must be greater than min_age")
+        super().__init__(**kwargs)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "MiVOLOLiteConfig":
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; available: {sorted(PRESETS)}")
+        return cls(preset=name, **{**PRESETS[name], **overrides})
+
+    @property
+    def total_stride(self) -> int:
+        stride = self.patch_size
+        for s in self.stem_strides:
+            stride *= s
+        return stride
+
+    @property
+    def num_age_bins(self) -> int:
+        return self.max_age - self.min_age + 1

@@ -1,0 +1,67 @@
+"""Losses for the age distribution head and the gender head.
+
+Age labels are intervals ``[low, high]`` in years: an exact age is ``low == high``, an age group
+such as PETA's 31-45 is a real interval, and ``NaN`` marks an unknown age. Gender labels are
+1 (male), 0 (female) or -1 (unknown, masked out).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def age_distribution_loss(
+    logits: torch.Tensor,
+    ages: torch.Tensor,
+    low: torch.Tensor,
+    high: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    label_sigma: float = 2.0,
+    mean_weight: float = 0.2,
+    variance_weight: float = 0.05,
+) -> torch.Tensor:
+    """Loss over a softmax distribution ``logits`` (B, K) on the age grid ``ages`` (K,).
+
+    - exact ages: label-distribution learning (cross-entropy to a Gaussian of ``label_sigma``
+      years around the label) plus the mean-variance loss (L1 of the expected age, which is what
+      MAE measures, and the distribution's variance, which keeps it honest and unimodal);
+    - intervals: negative log of the probability mass inside ``[low, high]``; the model is free to
+      place the mass anywhere inside, which is all an age group tells us;
+    - unknown ages contribute nothing.
+    Returns the weighted mean over labelled samples (0 when none are labelled).
+    """
+    known = ~(torch.isnan(low) | torch.isnan(high))
+    if weight is None:
+        weight = torch.ones_like(low)
+    if not known.any():
+        return logits.sum() * 0.0
+    logits, low, high, weight = logits[known], low[known], high[known], weight[known]
+    log_p = F.log_softmax(logits.float(), dim=-1)
+    p = log_p.exp()
+    exact = (high - low) < 0.5
+
+    per_sample = torch.zeros_like(low)
+    if exact.any():
+        target_age = low[exact].unsqueeze(1)
+        target = torch.exp(-0.5 * ((ages.unsqueeze(0) - target_age) / label_sigma) ** 2)
+        target = target / target.sum(dim=1, keepdim=True)
+        ce = -(target * log_p[exact]).sum(dim=1)
+        mean = (p[exact] * ages).sum(dim=1)
+        var = (p[exact] * (ages.unsqueeze(0) - mean.unsqueeze(1)) ** 2).sum(dim=1)
+        per_sample[exact] = ce + mean_weight * (mean - target_age.squeeze(1)).abs() + variance_weight * var.sqrt()
+    if (~exact).any():
+        inside = (ages.unsqueeze(0) >= low[~exact].unsqueeze(1) - 0.5) & (ages.unsqueeze(0) <= high[~exact].unsqueeze(1) + 0.5)
+        mass = (p[~exact] * inside).sum(dim=1).clamp_min(1e-6)
+        per_sample[~exact] = -mass.log()
+    return (per_sample * weight).sum() / weight.sum().clamp_min(1e-6)
+
+
+def gender_loss(logits: torch.Tensor, gender: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Binary cross-entropy on samples whose gender is known (label 0 or 1; -1 is masked out)."""
+    known = gender >= 0
+    if not known.any():
+        return logits.sum() * 0.0
+    w = torch.ones_like(gender, dtype=torch.float32) if weight is None else weight.float()
+    per_sample = F.binary_cross_entropy_with_logits(logits[known].float(), gender[known].float(), reduction="none")
+    return (per_sample * w[known]).sum() / w[known].sum().clamp_min(1e-6)

@@ -1,0 +1,91 @@
+"""Training configuration: a YAML file mapped onto dataclasses (unknown keys are errors)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class ModelSection:
+    preset: str = "lite"
+    overrides: dict = field(default_factory=dict)
+    # start from a saved model's weights (and architecture) instead of random ones, e.g. to go on
+    # training the shipped model with a new schedule; preset/overrides are then ignored
+    init_from: str | None = None
+
+
+@dataclass
+class DataSection:
+    # Either explicit annotation CSVs ...
+    train_csv: list[str] = field(default_factory=list)
+    val_csv: list[str] = field(default_factory=list)
+    # ... or the research sets in shared/data, converted on the fly with the fixed split.
+    shared_root: str | None = None
+    sets: list[str] = field(default_factory=lambda: ["utkface", "aaf", "peta"])
+    annotations_dir: str | None = None  # default: <output_dir>/annotations
+    limit_per_csv: int | None = None  # first N rows of each CSV (smoke tests)
+    cache_images: bool = True
+    num_workers: int = 1
+    balance_ages: bool = True
+
+
+@dataclass
+class OptimSection:
+    epochs: int = 30
+    batch_size: int = 64  # per process
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.02
+    weight_decay: float = 0.05
+    warmup_steps: int = 300
+    grad_accum: int = 1
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    branch_drop_prob: float = 0.15
+    mixed_precision: str = "no"  # "no" | "fp16" | "bf16"
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "runs/lite"
+    seed: int = 42
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    checkpoint_every: int = 500  # optimizer steps
+    keep_checkpoints: int = 2
+    eval_every_epochs: int = 1
+    flip_tta: bool = True
+
+
+def _build(cls, values: dict, where: str):
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ValueError(f"unknown key(s) in {where}: {sorted(unknown)}; allowed: {sorted(known)}")
+    kwargs = {}
+    for name, value in values.items():
+        f = known[name]
+        default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
+        if is_dataclass(default) and isinstance(value, dict):
+            value = _build(type(default), value, f"{where}.{name}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Load a YAML config; ``overrides`` are ``section.key=value`` strings (YAML-parsed values)."""
+    with open(path) as f:
+        values = yaml.safe_load(f) or {}
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} must look like section.key=value")
+        target = values
+        parts = key.split(".")
+        for p in parts[:-1]:
+            target = target.setdefault(p, {})
+        target[parts[-1]] = yaml.safe_load(raw)
+    return _build(TrainConfig, values, str(path))

@@ -1,0 +1,162 @@
+"""Video: per-frame detection, ByteTrack tracking (ultralytics) of persons, and a per-track age
+smoothed over frames (inverse-variance weighted mean of the per-frame estimates)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .results import ImageResult
+
+
+@dataclass
+class TrackSummary:
+    track_id: int
+    frames: int
+    age: float
+    age_std: float
+    gender: str
+    gender_score: float
+
+    def to_dict(self) -> dict:
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class VideoResult:
+    source: str
+    frames: list[ImageResult] = field(default_factory=list)
+    tracks: dict[int, TrackSummary] = field(default_factory=dict)
+    fps: float = 0.0
+    frames_expected: int | None = None
+    error: str | None = None
+    output: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _tracker(frame_rate: float):
+    from ._ultralytics import ultralytics_offline
+
+    ultralytics_offline()
+    from ultralytics.trackers.byte_tracker import BYTETracker
+
+    # ultralytics 8.4 dropped BYTETracker's frame_rate argument: a track survives ``track_buffer``
+    # frames unseen, so scale it to about one second whatever the frame rate.
+    buffer = max(1, int(round((frame_rate or 30) / 30 * 30)))
+    args = SimpleNamespace(tracker_type="bytetrack", track_high_thresh=0.25, track_low_thresh=0.1,
+                           new_track_thresh=0.25, track_buffer=buffer, match_thresh=0.8, fuse_score=True)
+    return BYTETracker(args)
+
+
+def _track(tracker, det, shape) -> torch.Tensor:
+    """Track ids for ``det.person_boxes`` (-1 where the tracker did not confirm a track)."""
+    from ultralytics.engine.results import Boxes
+
+    ids = torch.full((len(det.person_boxes),), -1, dtype=torch.long)
+    data = torch.cat([det.person_boxes, det.person_scores[:, None], torch.zeros(len(det.person_boxes), 1)], dim=1)
+    tracks = tracker.update(Boxes(data.numpy(), shape[:2]), None)
+    for row in np.asarray(tracks).reshape(-1, tracks.shape[-1] if len(tracks) else 8):
+        ids[int(row[-1])] = int(row[4])
+    return ids
+
+
+class AgeSmoother:
+    """Running inverse-variance weighted age and mean P(male) per track."""
+
+    def __init__(self):
+        self.stats: dict[int, list[float]] = {}
+
+    def update(self, track_id: int, age: float, std: float, prob_male: float) -> tuple[float, float, float]:
+        w = 1.0 / max(std, 0.5) ** 2
+        s = self.stats.setdefault(track_id, [0.0, 0.0, 0.0, 0])
+        s[0] += w
+        s[1] += w * age
+        s[2] += prob_male
+        s[3] += 1
+        return s[1] / s[0], s[0] ** -0.5, s[2] / s[3]
+
+
+def predict_video(predictor, path, output: str | Path | None = None, stride: int = 1, max_frames: int | None = None,
+                  progress: bool = True) -> VideoResult:
+    """Run ``predictor`` over the frames of the video at ``path``. Every ``stride``-th frame is
+    processed; ``output`` writes an annotated video (mp4). A video that cannot be opened, or that
+    ends before its declared length, is reported in ``VideoResult.error`` instead of raising."""
+    import cv2
+
+    from .detection.pairing import crop_persons, match_faces_to_bodies
+
+    path = str(path)
+    result = VideoResult(source=path)
+    if not Path(path).is_file():
+        result.error = f"cannot read video {path!r}: no such file"
+        return result
+    cap = cv2.VideoCapture(path)
+    if not cap.isOpened():
+        result.error = f"cannot read video {path!r}: not a video OpenCV can decode"
+        return result
+    result.fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    result.frames_expected = declared or None
+    tracker, smoother = _tracker(result.fps / max(stride, 1)), AgeSmoother()
+    writer = None
+    index = 0
+    bar = tqdm(total=declared or None, desc=Path(path).name, disable=not progress, unit="frame")
+    try:
+        while max_frames is None or index < max_frames:
+            ok, frame = cap.read()
+            if not ok or frame is None:
+                break
+            index += 1
+            bar.update(1)
+            if (index - 1) % stride:
+                continue
+            image = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            det = predictor.detector.detect(image).clipped(image.shape[1], image.shape[0])
+            det.track_ids = _track(tracker, det, image.shape)
+            pairs = match_faces_to_bodies(det.face_boxes, det.person_boxes)
+            crops = [p for p in crop_persons(image, det.face_boxes, det.person_boxes, pairs, det.face_scores,
+                                             det.person_scores, det.track_ids,
+                                             fill=tuple(int(v) for v in predictor.processor.fill_value))
+                     if p.face_crop is not None or p.body_crop is not None]
+            frame_result = ImageResult(path, image=image, detector=predictor.detector.name, frame=index - 1)
+            predictor._estimate_pending([(frame_result, crops)])
+            for person in frame_result.persons:
+                if person.track_id is not None and person.track_id >= 0:
+                    person.age, person.age_std, prob_male = smoother.update(
+                        person.track_id, person.age, person.age_std, person.prob_male)
+                    person.gender = "male" if prob_male >= 0.5 else "female"
+                    person.gender_score = prob_male if prob_male >= 0.5 else 1 - prob_male
+                    low, high = predictor.calibration.interval(person.age, person.age_std, predictor.coverage)
+                    person.age_interval = (float(low[0]), float(high[0]))
+                    s = smoother.stats[person.track_id]
+                    result.tracks[person.track_id] = TrackSummary(person.track_id, int(s[3]), person.age,
+                                                                  person.age_std, person.gender, person.gender_score)
+            if output is not None:
+                annotated = cv2.cvtColor(frame_result.plot(), cv2.COLOR_RGB2BGR)
+                if writer is None:
+                    Path(output).parent.mkdir(parents=True, exist_ok=True)
+                    fps = (result.fps or 25.0) / max(stride, 1)
+                    writer = cv2.VideoWriter(str(output), cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                                             (annotated.shape[1], annotated.shape[0]))
+                writer.write(annotated)
+            frame_result.image = None  # do not hold every frame in memory
+            result.frames.append(frame_result)
+    finally:
+        bar.close()
+        cap.release()
+        if writer is not None:
+            writer.release()
+            result.output = str(output)
+    if index == 0:
+        result.error = f"cannot read video {path!r}: no frame could be decoded"
+    elif declared and max_frames is None and index < declared - 1:
+        result.error = f"video {path!r} ended early: decoded {index} of {declared} declared frames"
+    return result

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+
+from mivolo_lite.calibration import AgeCalibration, uncalibrated
+
+
+def synthetic(n, seed):
+    """A model whose errors scale with its predicted spread, and grow with age."""
+    rng = np.random.default_rng(seed)
+    true = rng.uniform(1, 90, n)
+    std = 1.5 + true / 15 * rng.uniform(0.7, 1.3, n)
+    pred = true + rng.normal(0, 1, n) * std + 0.03 * (40 - true)  # a little pull toward the middle
+    return pred, std, true
+
+
+def test_conformal_intervals_reach_their_coverage_on_new_data():
+    cal = AgeCalibration.fit(*synthetic(4000, 0))
+    pred, std, true = synthetic(4000, 1)
+    for coverage in (0.5, 0.8, 0.9, 0.95):
+        low, high = cal.interval(pred, std, coverage)
+        covered = ((true >= low) & (true <= high)).mean()
+        assert abs(covered - coverage) < 0.03, (coverage, covered)
+    low, high = cal.interval(pred, std, 0.9)
+    easy, hard = std < np.median(std), std >= np.median(std)
+    assert (high - low)[easy].mean() < (high - low)[hard].mean()  # easy faces get narrower intervals
+
+
+def test_calibration_round_trips_through_a_dict():
+    cal = AgeCalibration.fit(*synthetic(500, 2))
+    again = AgeCalibration.from_dict(cal.to_dict())
+    pred, std, _ = synthetic(50, 3)
+    assert np.allclose(cal.interval(pred, std, 0.9), again.interval(pred, std, 0.9))
+
+
+def test_probability_and_decision_of_the_age_check():
+    cal = AgeCalibration.fit(*synthetic(4000, 4))
+    p = cal.prob_at_least(np.array([10, 17, 18, 19, 30]), np.array([2, 2, 2, 2, 2]), 18)
+    assert np.all(np.diff(p) >= 0) and p[0] < 0.05 and p[-1] > 0.95
+    assert cal.decide(40, 2, 18).decision == "over"
+    assert cal.decide(6, 1.5, 18).decision == "under"
+    assert cal.decide(18, 3, 18).decision == "uncertain"
+    # a stricter risk sends more people to "uncertain"
+    assert cal.decide(24, 3, 18, risk=0.2).decision == "over" and cal.decide(24, 3, 18, risk=0.001).decision == "uncertain"
+    pred, std, true = synthetic(4000, 5)
+    prob = cal.prob_at_least(pred, std, 25)
+    for lo, hi in ((0.1, 0.3), (0.4, 0.6), (0.7, 0.9)):
+        sel = (prob >= lo) & (prob < hi)
+        assert lo - 0.1 <= (true[sel] >= 24.5).mean() <= hi + 0.1  # reliable probabilities
+
+
+def test_bad_arguments_and_uncalibrated_fallback():
+    cal = uncalibrated()
+    low, high = cal.interval(30, 4, 0.9)
+    assert low[0] == pytest.approx(30 - 1.645 * 4, abs=0.1) and high[0] == pytest.approx(30 + 1.645 * 4, abs=0.1)
+    with pytest.raises(ValueError):
+        cal.interval(30, 4, 1.5)
+    with pytest.raises(ValueError):
+        AgeCalibration.fit([1, 2], [1, 1], [1, 2])

@@ -1,0 +1,63 @@
+import math
+
+import numpy as np
+import pytest
+
+from mivolo_lite.data.annotations import AnnotationRecord, parse_age_group, read_annotations, write_annotations
+from mivolo_lite.data.converters import split_of
+from mivolo_lite.data.dataset import AgeDataset, age_balance_weights
+from mivolo_lite.models import MiVOLOLiteImageProcessor
+
+
+def test_annotation_round_trip(tmp_path):
+    recs = [AnnotationRecord(image=str(tmp_path / "a.jpg"), face_box=(1, 2, 30, 40), age=33, gender="F", source="x"),
+            AnnotationRecord(image=str(tmp_path / "b.jpg"), body_box=(0, 0, 50, 100), age_group="61-", gender=None)]
+    path = write_annotations(recs, tmp_path / "ann" / "x.csv")
+    back = read_annotations(path)
+    assert back[0].face_box == (1, 2, 30, 40) and back[0].age_interval == (33, 33) and back[0].gender_label == 0
+    assert back[1].face_box is None and back[1].age_interval == (61, 100) and back[1].gender_label == -1
+    assert back[0].image == str(tmp_path / "ann" / ".." / "a.jpg") or back[0].image.endswith("a.jpg")
+    assert parse_age_group("31-45") == (31, 45)
+    with pytest.raises(ValueError):
+        parse_age_group("old")
+
+
+def test_splits_are_fixed_and_never_split_a_person(annotations):
+    peta = {s: read_annotations(annotations / f"peta_{s}.csv") for s in ("train", "val", "calib")}
+    ids = {s: {r.group_id for r in recs} for s, recs in peta.items()}
+    assert not ids["train"] & ids["val"] and not ids["train"] & ids["calib"] and not ids["val"] & ids["calib"]
+    total = sum(len(v) for v in peta.values())
+    assert 0.07 < len(peta["val"]) / total < 0.13
+    assert split_of("same-key") == split_of("same-key")
+    utk_val = read_annotations(annotations / "utkface_val.csv")
+    assert all(r.face_box == (0, 0, 200, 200) and r.body_box is None for r in utk_val[:50])
+    aaf = read_annotations(annotations / "aaf_val.csv")
+    assert all(r.face_box is not None and r.body_box is not None for r in aaf)
+
+
+def test_dataset_items_and_augmentation(annotations):
+    recs = read_annotations(annotations / "aaf_val.csv")[:4] + read_annotations(annotations / "peta_val.csv")[:4]
+    proc = MiVOLOLiteImageProcessor(size=64)
+    train = AgeDataset(recs, proc, train=True)
+    item = train[0]
+    assert item["face_pixel_values"].shape == (3, 64, 64) and item["face_mask"] and item["body_mask"]
+    assert not train[5]["face_mask"] and train[5]["body_mask"] and train[5]["age_low"] < train[5]["age_high"]
+    evals = AgeDataset(recs, proc, train=False)
+    a, b = evals[0]["face_pixel_values"], evals[0]["face_pixel_values"]
+    assert (a == b).all()  # evaluation is deterministic
+    assert not (train[0]["face_pixel_values"] == train[0]["face_pixel_values"]).all()  # training is augmented
+
+
+def test_corrupt_training_image_is_skipped_and_counted(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"garbage")
+    ds = AgeDataset([AnnotationRecord(image=str(bad), face_box=(0, 0, 10, 10), age=30)],
+                    MiVOLOLiteImageProcessor(size=32), train=True)
+    item = ds[0]
+    assert ds.bad_indices == {0} and not item["face_mask"] and math.isnan(item["age_low"]) and item["sample_weight"] == 0
+
+
+def test_age_balance_weights_favour_rare_ages():
+    recs = [AnnotationRecord(image="x", age=25, source="s")] * 90 + [AnnotationRecord(image="x", age=80, source="s")] * 10
+    w = age_balance_weights(recs)
+    assert w[-1] > 2 * w[0] and np.mean(w) == pytest.approx(1.0)

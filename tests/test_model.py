@@ -1,0 +1,144 @@
+import pytest
+import torch
+
+from conftest import tiny_config
+from mivolo_lite.models import PRESETS, MiVOLOLiteConfig, MiVOLOLiteModel
+from mivolo_lite.models.losses import age_distribution_loss, gender_loss
+
+
+def batch(n=4, size=32):
+    torch.manual_seed(1)
+    return torch.randn(n, 3, size, size), torch.randn(n, 3, size, size)
+
+
+@pytest.mark.parametrize("mode", ["both", "face", "body", "mixed"])
+def test_output_shapes_for_every_input_combination(tiny_model, mode):
+    face, body = batch()
+    masks = {"both": ([1, 1, 1, 1], [1, 1, 1, 1]), "face": ([1, 1, 1, 1], [0, 0, 0, 0]),
+             "body": ([0, 0, 0, 0], [1, 1, 1, 1]), "mixed": ([1, 0, 1, 1], [1, 1, 0, 1])}[mode]
+    fm, bm = (torch.tensor(m, dtype=torch.bool) for m in masks)
+    out = tiny_model(face, body, fm, bm)
+    bins = tiny_model.config.num_age_bins
+    assert out.age_logits.shape == (4, bins) and out.age_probs.shape == (4, bins)
+    assert out.age.shape == out.age_std.shape == out.gender_prob.shape == (4,)
+    assert torch.isfinite(out.age).all() and (out.age_std > 0).all()
+    assert ((out.gender_prob > 0) & (out.gender_prob < 1)).all()
+
+
+def test_face_only_and_body_only_calls_without_the_other_tensor(tiny_model):
+    face, body = batch()
+    assert tiny_model(face_pixel_values=face).age.shape == (4,)
+    assert tiny_model(body_pixel_values=body).age.shape == (4,)
+    with pytest.raises(ValueError):
+        tiny_model()
+
+
+def test_absent_input_is_ignored_whatever_its_pixels(tiny_model):
+    face, body = batch()
+    fm = torch.ones(4, dtype=torch.bool)
+    bm = torch.tensor([True, False, True, False])
+    a = tiny_model(face, body, fm, bm).age
+    b = tiny_model(face, body * 5 + 3, fm, bm).age
+    assert torch.allclose(a[~bm], b[~bm], atol=1e-5)
+    assert not torch.allclose(a[bm], b[bm], atol=1e-5)
+
+
+def test_static_branch_path_for_export_matches_eager(tiny_model):
+    face, body = batch()
+    fm, bm = torch.tensor([1, 0, 1, 1], dtype=torch.bool), torch.tensor([1, 1, 0, 1], dtype=torch.bool)
+    eager = tiny_model(face, body, fm, bm).age
+    tiny_model.static_branches = True
+    static = tiny_model(face, body, fm, bm).age
+    assert torch.allclose(eager, static, atol=1e-4)
+
+
+def test_any_input_size_works():
+    model = MiVOLOLiteModel(tiny_config()).eval()
+    for size in (32, 48, 64):
+        face, body = batch(2, size)
+        assert torch.isfinite(model(face, body).age).all()
+
+
+def test_gradients_reach_both_branches_and_fusion():
+    model = MiVOLOLiteModel(tiny_config()).train()
+    face, body = batch()
+    fm, bm = torch.tensor([1, 1, 0, 1], dtype=torch.bool), torch.tensor([1, 0, 1, 1], dtype=torch.bool)
+    out = model(face, body, fm, bm, age_low=torch.tensor([20.0, 30, 16, float("nan")]),
+                age_high=torch.tensor([20.0, 30, 30, float("nan")]), gender=torch.tensor([1, 0, -1, 1]))
+    out.loss.backward()
+    for name in ("face_encoder.stem.proj.weight", "body_encoder.stem.proj.weight",
+                 "fusion.face_from_body.q.weight", "fusion.body_from_face.q.weight", "fusion.merge.1.weight",
+                 "age_head.weight", "gender_head.weight", "missing_face", "missing_body"):
+        grad = dict(model.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_branch_dropout_only_hides_one_of_two_present_inputs():
+    model = MiVOLOLiteModel(tiny_config())
+    fm = torch.tensor([True] * 1000)
+    bm = torch.tensor([True] * 500 + [False] * 500)
+    f2, b2 = model._drop_branches(fm, bm, 0.3)
+    assert (f2 | b2).all()  # never both dropped
+    assert f2[500:].all()  # face-only samples keep their face
+    assert 0.2 < (~f2[:500]).float().mean() < 0.4 and 0.2 < (~b2[:500]).float().mean() < 0.4
+
+
+def test_age_loss_exact_interval_and_missing_labels():
+    ages = torch.arange(0, 101, dtype=torch.float32)
+    logits = torch.zeros(3, 101)
+    logits[:, 30:40] = 5.0  # mass on 30-39
+    low = torch.tensor([35.0, 31.0, float("nan")])
+    high = torch.tensor([35.0, 45.0, float("nan")])
+    loss = age_distribution_loss(logits, ages, low, high)
+    assert torch.isfinite(loss)
+    # interval: mass inside [31, 45] beats mass outside it
+    inside = age_distribution_loss(logits[1:2], ages, low[1:2], high[1:2])
+    outside = age_distribution_loss(logits[1:2], ages, torch.tensor([60.0]), torch.tensor([75.0]))
+    assert inside < outside
+    # exact: a distribution centred on the label beats one 20 years off
+    near = age_distribution_loss(logits[:1], ages, torch.tensor([34.0]), torch.tensor([34.0]))
+    far = age_distribution_loss(logits[:1], ages, torch.tensor([54.0]), torch.tensor([54.0]))
+    assert near < far
+    # all labels missing: zero loss, still differentiable
+    lg = logits.clone().requires_grad_()
+    zero = age_distribution_loss(lg, ages, torch.full((3,), float("nan")), torch.full((3,), float("nan")))
+    zero.backward()
+    assert zero.item() == 0 and lg.grad.abs().sum() == 0
+
+
+def test_gender_loss_masks_unknown():
+    logits = torch.tensor([3.0, -3.0, 10.0], requires_grad=True)
+    loss = gender_loss(logits, torch.tensor([1, 0, -1]))
+    loss.backward()
+    assert logits.grad[2] == 0 and loss < 0.1
+    assert gender_loss(logits, torch.tensor([-1, -1, -1])).item() == 0
+
+
+def test_presets_and_config_validation():
+    assert {"lite", "d1"} <= set(PRESETS)
+    cfg = MiVOLOLiteConfig.from_preset("d1")
+    assert cfg.image_size == 224 and cfg.total_stride == 8 and "outlooker" in cfg.stage_types
+    with pytest.raises(ValueError, match="unknown preset"):
+        MiVOLOLiteConfig.from_preset("nope")
+    with pytest.raises(ValueError):
+        MiVOLOLiteConfig(stage_dims=[64, 128], stage_depths=[1])
+
+
+def test_d1_preset_runs_with_outlookers():
+    torch.manual_seed(0)
+    model = MiVOLOLiteModel(MiVOLOLiteConfig.from_preset("d1", stage_depths=[1, 1], image_size=64)).eval()
+    face, body = batch(2, 64)
+    out = model(face, body, torch.tensor([True, False]), torch.tensor([True, True]))
+    assert out.age.shape == (2,) and torch.isfinite(out.age).all()
+
+
+def test_fused_model_gives_the_same_outputs():
+    model = MiVOLOLiteModel(tiny_config())
+    model.train()
+    face, body = batch()
+    model(face, body)  # move BatchNorm running statistics away from their defaults
+    model.eval()
+    before = model(face, body).age_logits
+    model.fuse_for_inference()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert torch.allclose(before, model(face, body).age_logits, atol=1e-4)

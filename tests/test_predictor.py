@@ -1,0 +1,204 @@
+import csv
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from mivolo_lite._image_io import ImageLoadError
+from mivolo_lite.detection import Detections
+from mivolo_lite.detection.pairing import crop_persons, match_faces_to_bodies
+
+
+def det(persons=(), faces=()):
+    t = lambda b: torch.tensor(b, dtype=torch.float32).reshape(-1, 4)  # noqa: E731
+    return Detections(t(persons), torch.ones(len(persons)), t(faces), torch.ones(len(faces)))
+
+
+# -- pairing ---------------------------------------------------------------------------------------
+def test_face_inside_body_is_paired():
+    d = det(persons=[[100, 100, 200, 400]], faces=[[130, 110, 170, 150]])
+    assert match_faces_to_bodies(d.face_boxes, d.person_boxes) == [(0, 0)]
+
+
+def test_two_people_side_by_side_are_paired_crosswise_correctly():
+    d = det(persons=[[300, 100, 400, 400], [100, 100, 200, 400]], faces=[[130, 110, 170, 150], [330, 110, 370, 150]])
+    assert sorted(match_faces_to_bodies(d.face_boxes, d.person_boxes)) == [(0, 1), (1, 0)]
+
+
+def test_face_without_body_and_body_without_face_become_single_input_persons():
+    d = det(persons=[[100, 100, 200, 400], [500, 100, 600, 400]], faces=[[130, 110, 170, 150], [800, 50, 840, 90]])
+    pairs = match_faces_to_bodies(d.face_boxes, d.person_boxes)
+    assert sorted(pairs, key=str) == sorted([(0, 0), (1, None), (None, 1)], key=str)
+
+
+def test_face_at_the_feet_of_a_body_is_not_its_face():
+    d = det(persons=[[100, 100, 200, 400]], faces=[[130, 350, 170, 390]])
+    assert sorted(match_faces_to_bodies(d.face_boxes, d.person_boxes), key=str) == sorted([(0, None), (None, 0)], key=str)
+
+
+def test_body_crop_hides_other_people_and_drops_mostly_hidden_crops():
+    image = np.full((400, 600, 3), 200, np.uint8)
+    d = det(persons=[[0, 0, 300, 400], [200, 0, 500, 400], [0, 0, 290, 390]], faces=[[20, 10, 60, 50]])
+    pairs = [(0, 0), (None, 1), (None, 2)]
+    persons = crop_persons(image, d.face_boxes, d.person_boxes, pairs, fill=(1, 2, 3))
+    first = persons[0].body_crop
+    assert first.shape[:2] == (400, 300)
+    assert (first[100, 250] == (1, 2, 3)).all()  # person 1's box overlaps and is hidden
+    assert (first[30, 40] == 200).all()  # own face is never hidden
+    assert persons[2].body_crop is None  # almost entirely covered by person 0's box
+
+
+def test_tiny_crops_are_dropped_as_inputs():
+    image = np.zeros((100, 100, 3), np.uint8)
+    d = det(persons=[[10, 10, 20, 20]], faces=[[30, 30, 33, 33]])
+    persons = crop_persons(image, d.face_boxes, d.person_boxes, [(0, None), (None, 0)])
+    assert persons[0].face_crop is None and persons[1].body_crop is None
+
+
+# -- predictor on real photos ----------------------------------------------------------------------
+def test_opencv_detector_finds_people_in_bundled_photos(assets):
+    from mivolo_lite.detection.opencv_detector import OpenCVDetector
+    from mivolo_lite._image_io import load_image
+
+    detector = OpenCVDetector()
+    bus = detector.detect(load_image(assets / "bus.jpg"))
+    zidane = detector.detect(load_image(assets / "zidane.jpg"))
+    # bus.jpg: 4 people, 3 faces visible; zidane.jpg: 2 people, 2 faces (one in profile)
+    assert 2 <= len(bus.face_boxes) <= 5 and 2 <= len(bus.person_boxes) <= 6
+    assert 1 <= len(zidane.face_boxes) <= 4 and 1 <= len(zidane.person_boxes) <= 4
+    # the frontal face of the man on the right in zidane.jpg is found
+    assert any(b[0] > 850 and b[2] < 1150 and b[1] < 200 for b in zidane.face_boxes.tolist())
+
+
+def test_predict_on_photos_returns_sorted_persons_with_all_fields(predictor, assets):
+    results = predictor.predict([str(assets / "bus.jpg"), str(assets / "zidane.jpg")])
+    assert [r.ok for r in results] == [True, True]
+    for r in results:
+        assert len(r.persons) >= 2
+        xs = [(p.face_box or p.body_box)[0] for p in r.persons]
+        assert xs == sorted(xs)
+        for p in r.persons:
+            assert 0 <= p.age <= 100 and p.age_std > 0 and p.gender in ("male", "female")
+            assert 0.5 <= p.gender_score <= 1
+            assert p.age_interval[0] <= p.age <= p.age_interval[1]
+        plot = r.plot()
+        assert plot.shape == r.image.shape and not np.array_equal(plot, r.image)
+        df = r.to_df()
+        assert len(df) == len(r.persons) and {"age", "age_std", "gender", "gender_score", "face_box"} <= set(df.columns)
+        assert len(json.loads(r.to_json())["persons"]) == len(r.persons)
+        assert r.face_boxes.shape[1] == 4
+
+
+def test_inputs_of_every_kind_and_batching_across_images(predictor, assets, data_root):
+    from PIL import Image
+
+    pil = Image.open(assets / "zidane.jpg")
+    arr = np.asarray(pil.convert("RGB"))
+    r_pil, r_arr, r_path = predictor.predict([pil, arr, str(assets / "zidane.jpg")])
+    assert len(r_pil.persons) == len(r_arr.persons) == len(r_path.persons)
+    assert [p.age for p in r_pil.persons] == pytest.approx([p.age for p in r_arr.persons], abs=1e-3)
+
+
+def test_predict_crops_keeps_order_and_handles_missing_crops(predictor, data_root):
+    face = str(data_root / "utkface" / "images" / sorted((data_root / "utkface" / "images").iterdir())[0].name)
+    body = str(sorted((data_root / "peta" / "images").iterdir())[0])
+    both = predictor.predict_crops(faces=[face, None, face], bodies=[None, body, body])
+    assert len(both) == 3 and all(0 <= p.age <= 100 for p in both)
+    assert both[0].age != pytest.approx(both[1].age, abs=1e-6)
+    alone = predictor.predict_crops(faces=[face])
+    assert alone[0].age == pytest.approx(both[0].age, abs=1e-4)
+    with pytest.raises(ValueError, match="same length"):
+        predictor.predict_crops(faces=[face], bodies=[body, body])
+    with pytest.raises(ValueError, match="both the face and the body"):
+        predictor.predict_crops(faces=[None], bodies=[None])
+
+
+def test_bad_inputs_are_recorded_in_batches_and_raised_alone(predictor, assets, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg at all")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    results = predictor.predict([str(broken), str(assets / "bus.jpg"), str(empty), str(tmp_path / "missing.jpg")])
+    assert [r.ok for r in results] == [False, True, False, False]
+    assert "broken.jpg" in results[0].error and "not an image" in results[0].error
+    assert "empty" in results[2].error and "no such file" in results[3].error
+    with pytest.raises(ImageLoadError, match="broken.jpg"):
+        predictor.predict(str(broken))
+
+
+def test_image_without_people_gives_no_persons(predictor):
+    results = predictor.predict(np.full((300, 400, 3), 127, np.uint8))
+    assert results[0].ok and results[0].persons == []
+
+
+def test_yolo_backend_runs_the_real_ultralytics_path(tmp_path, assets):
+    from ultralytics import YOLO
+
+    from mivolo_lite.detection.yolo_detector import YOLODetector
+
+    model = YOLO("yolov8n.yaml")  # built from its yaml: random weights, no download
+    model.model.names = {i: "person" if i == 0 else "face" if i == 1 else f"c{i}" for i in range(80)}
+    weights = tmp_path / "person_face.pt"
+    model.save(weights)
+    detector = YOLODetector(str(weights), conf=0.0001, imgsz=320)
+    assert detector.person_ids == [0] and detector.face_ids == [1]
+    from mivolo_lite._image_io import load_image
+
+    d = detector.detect(load_image(assets / "bus.jpg"))
+    assert d.person_boxes.shape[1] == 4 and d.face_boxes.shape[1] == 4
+    assert len(d.person_boxes) + len(d.face_boxes) > 0  # random weights at conf ~0 still emit boxes
+    assert (d.person_boxes[:, 2] <= 810).all() and (d.person_boxes[:, 3] <= 1080).all()
+
+
+# -- command line and video ------------------------------------------------------------------------
+def test_cli_on_a_folder_with_a_broken_file(tmp_path, assets):
+    src = tmp_path / "photos" / "nested"
+    src.mkdir(parents=True)
+    (src / "bus.jpg").write_bytes((assets / "bus.jpg").read_bytes())
+    (tmp_path / "photos" / "zidane.jpg").write_bytes((assets / "zidane.jpg").read_bytes())
+    (tmp_path / "photos" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "mivolo_lite.cli", "predict", str(tmp_path / "photos"), "-o", str(out),
+                           "--save-images"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stderr[-2000:]  # a failure happened and is reported
+    assert "3 input(s): 2 image(s) ok, 1 failed" in proc.stdout
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    sources = {r["source"].split("/")[-1] for r in rows}
+    assert sources == {"bus.jpg", "zidane.jpg", "broken.png"}
+    assert any(r["error"] and "broken.png" in r["error"] for r in rows)
+    assert all(float(r["age"]) >= 0 for r in rows if not r["error"] and r["age"])
+    assert (out / "annotated" / "bus.jpg").exists() and (out / "predictions.json").exists()
+
+
+def make_video(path, assets, frames=8):
+    image = cv2.imread(str(assets / "zidane.jpg"))
+    image = cv2.resize(image, (640, 360))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (640, 360))
+    for i in range(frames):
+        writer.write(np.roll(image, 3 * i, axis=1))
+    writer.release()
+
+
+def test_video_tracks_people_and_smooths_age(predictor, tmp_path, assets):
+    video = tmp_path / "clip.mp4"
+    make_video(video, assets)
+    out = tmp_path / "annotated.mp4"
+    result = predictor.predict_video(video, output=out, progress=False)
+    assert result.ok, result.error
+    assert len(result.frames) == 8 and out.exists() and out.stat().st_size > 0
+    assert result.tracks, "no person was tracked across frames"
+    longest = max(result.tracks.values(), key=lambda t: t.frames)
+    assert longest.frames >= 4 and 0 <= longest.age <= 100
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
+
+
+def test_undecodable_video_is_reported_not_raised(predictor, tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 100)
+    result = predictor.predict_video(bad, progress=False)
+    assert not result.ok and "bad.mp4" in result.error
