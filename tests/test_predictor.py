@@ -42,14 +42,14 @@ def test_face_at_the_feet_of_a_body_is_not_its_face():
 
 def test_body_crop_hides_other_people_and_drops_mostly_hidden_crops():
     image = np.full((400, 600, 3), 200, np.uint8)
-    d = det(persons=[[0, 0, 300, 400], [200, 0, 500, 400], [0, 0, 290, 390]], faces=[[20, 10, 60, 50]])
+    d = det(persons=[[0, 0, 300, 400], [200, 0, 500, 400], [210, 20, 320, 390]], faces=[[20, 10, 60, 50]])
     pairs = [(0, 0), (None, 1), (None, 2)]
     persons = crop_persons(image, d.face_boxes, d.person_boxes, pairs, fill=(1, 2, 3))
     first = persons[0].body_crop
     assert first.shape[:2] == (400, 300)
     assert (first[100, 250] == (1, 2, 3)).all()  # person 1's box overlaps and is hidden
     assert (first[30, 40] == 200).all()  # own face is never hidden
-    assert persons[2].body_crop is None  # almost entirely covered by person 0's box
+    assert persons[2].body_crop is None  # entirely covered by persons 0 and 1
 
 
 def test_tiny_crops_are_dropped_as_inputs():

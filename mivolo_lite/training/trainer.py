@@ -1,16 +1,25 @@
 """The training loop (accelerate): DDP, mixed precision, gradient accumulation, EMA of weights,
-age-balanced loss weights, checkpoints every N optimizer steps and exact resume."""
+age-balanced loss weights, checkpoints every N optimizer steps and exact resume.
+
+Fault tolerance: a checkpoint is written under a temporary name and renamed when complete, so a
+run killed at any moment (even while saving) resumes from its last complete checkpoint; on
+resume, ``metrics.jsonl`` is cut back to that checkpoint, so that it lists every optimizer step
+of the final model exactly once. With ``data.num_workers: 0`` a resumed run is bit-identical to
+an uninterrupted one; with workers the data order is the same but the augmentation draws differ.
+Unreadable training images are skipped (zero weight) and counted in ``bad_images``.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import time
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
 from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
@@ -33,7 +42,7 @@ class TrainingState:
         self.step = 0  # optimizer steps done
         self.epoch = 0
         self.batches_in_epoch = 0  # dataloader batches of ``epoch`` already consumed
-        self.bad_images = 0
+        self.bad_images = 0  # unreadable training samples skipped so far (all processes)
 
     def state_dict(self) -> dict:
         return dict(self.__dict__)
@@ -65,16 +74,48 @@ def _records(paths: list[str], limit: int | None):
     return out
 
 
+CHECKPOINT_NAME = re.compile(r"step_(\d+)")
+PARTIAL_SUFFIX = ".partial"  # a checkpoint being written; renamed to step_N when complete
+
+
+def complete_checkpoints(output_dir: str | Path) -> list[Path]:
+    """The run's complete checkpoints, oldest first (folders still being written are skipped)."""
+    folder = Path(output_dir, "checkpoints")
+    found = [p for p in folder.glob("step_*") if p.is_dir() and CHECKPOINT_NAME.fullmatch(p.name)]
+    return sorted(found, key=lambda p: int(CHECKPOINT_NAME.fullmatch(p.name).group(1)))
+
+
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    ckpts = sorted(Path(output_dir, "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+    ckpts = complete_checkpoints(output_dir)
     return ckpts[-1] if ckpts else None
+
+
+def rewind_metrics(path: Path, step: int) -> None:
+    """Drop what a killed run logged after its checkpoint at ``step``: the resumed run redoes it.
+    Evaluation lines at ``step`` itself go too, because evaluation follows the checkpoint."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by the kill
+            continue
+        if record.get("step", 0) < step or (record.get("step") == step and "val" not in record):
+            kept.append(line)
+    tmp = path.with_name(path.name + PARTIAL_SUFFIX)
+    tmp.write_text("".join(line + "\n" for line in kept))
+    tmp.replace(path)
 
 
 def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = None,
           max_steps: int | None = None) -> Path | None:
     """Train; returns the folder of the exported final model (None if stopped early by
     ``max_minutes``/``max_steps``, after writing a checkpoint to resume from)."""
-    accelerator = Accelerator(gradient_accumulation_steps=cfg.optim.grad_accum,
+    # A batch may hold no faces (PETA bodies) or no bodies, and branch dropout skips inputs: some
+    # parameters then get no gradient, which DDP must be told to expect.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.optim.grad_accum, kwargs_handlers=[ddp],
                               mixed_precision=cfg.optim.mixed_precision, project_dir=cfg.output_dir)
     set_seed(cfg.seed)
     out_dir = Path(cfg.output_dir)
@@ -96,8 +137,11 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
                 for p in val_csv}
     sampler = EpochShuffleSampler(len(train_ds), seed=cfg.seed)
     workers = cfg.data.num_workers
+    # Own generator: starting a DataLoader iterator draws a seed from it, and drawing from the global
+    # torch RNG instead would shift the model's random numbers after a resume.
     loader = DataLoader(train_ds, batch_size=cfg.optim.batch_size, sampler=sampler, num_workers=workers,
-                        drop_last=True, persistent_workers=workers > 0)
+                        drop_last=True, persistent_workers=workers > 0,
+                        generator=torch.Generator().manual_seed(cfg.seed))
     val_loaders = {k: DataLoader(v, batch_size=cfg.optim.batch_size * 2, num_workers=0) for k, v in val_sets.items()}
 
     no_decay = lambda n, p: p.ndim <= 1 or n.endswith("pos_embed") or "missing_" in n or "cls_token" in n  # noqa: E731
@@ -120,6 +164,8 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
     state = TrainingState()
     accelerator.register_for_checkpointing(ema, state)
 
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path = out_dir / "metrics.jsonl"
     if resume:
         ckpt = latest_checkpoint(out_dir)
         if ckpt is None:
@@ -128,17 +174,24 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
             accelerator.load_state(str(ckpt))
             accelerator.print(f"resumed from {ckpt} at step {state.step} (epoch {state.epoch}, "
                               f"batch {state.batches_in_epoch})")
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path = out_dir / "metrics.jsonl"
+            if accelerator.is_main_process:
+                rewind_metrics(metrics_path, state.step)
+    if accelerator.is_main_process:  # leftovers of a run killed while saving
+        for partial in Path(out_dir, "checkpoints").glob(f"step_*{PARTIAL_SUFFIX}"):
+            shutil.rmtree(partial, ignore_errors=True)
+    accelerator.wait_for_everyone()
 
     def save_checkpoint():
         path = out_dir / "checkpoints" / f"step_{state.step}"
-        accelerator.save_state(str(path))
+        partial = path.with_name(path.name + PARTIAL_SUFFIX)
+        accelerator.save_state(str(partial))
+        accelerator.wait_for_everyone()  # every process has written its part
         if accelerator.is_main_process:
-            old = sorted((out_dir / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
-            for p in old[: -cfg.keep_checkpoints]:
+            shutil.rmtree(path, ignore_errors=True)  # a same-step checkpoint from an earlier attempt
+            partial.rename(path)
+            for p in complete_checkpoints(out_dir)[: -cfg.keep_checkpoints]:
                 shutil.rmtree(p, ignore_errors=True)
+        accelerator.wait_for_everyone()
         return path
 
     def evaluate() -> dict:
@@ -156,6 +209,8 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
         model.train()
         epoch_loader = accelerator.skip_first_batches(loader, state.batches_in_epoch) if state.batches_in_epoch else loader
         for batch in epoch_loader:
+            # counted on every batch (a collective: all processes take part) so the count survives a resume
+            state.bad_images += int(accelerator.reduce((~batch["image_ok"]).sum(), reduction="sum"))
             with accelerator.accumulate(model):
                 out = model(**{k: batch[k] for k in ("face_pixel_values", "body_pixel_values", "face_mask", "body_mask",
                                                      "age_low", "age_high", "gender", "sample_weight")},
@@ -174,10 +229,11 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
             progress.update(1)
             progress.set_postfix(age=f"{out.age_loss.item():.3f}", gender=f"{out.gender_loss.item():.3f}",
                                  lr=f"{scheduler.get_last_lr()[0]:.2e}", epoch=state.epoch)
-            if state.step % 50 == 0 and accelerator.is_main_process:
+            if state.step % cfg.log_every == 0 and accelerator.is_main_process:
                 with open(metrics_path, "a") as f:
                     f.write(json.dumps({"step": state.step, "epoch": state.epoch, "age_loss": out.age_loss.item(),
                                         "gender_loss": out.gender_loss.item(), "lr": scheduler.get_last_lr()[0],
+                                        "bad_images": state.bad_images,
                                         "minutes": (time.monotonic() - started) / 60}) + "\n")
             out_of_time = max_minutes is not None and (time.monotonic() - started) / 60 >= max_minutes
             out_of_steps = max_steps is not None and state.step >= max_steps
@@ -189,7 +245,6 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
         else:
             state.epoch += 1
             state.batches_in_epoch = 0
-            state.bad_images += len(train_ds.bad_indices)
             if val_loaders and (state.epoch % cfg.eval_every_epochs == 0 or state.epoch == cfg.optim.epochs):
                 results = evaluate()
                 accelerator.print(f"epoch {state.epoch}: " + json.dumps(results))
@@ -197,6 +252,8 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
                     with open(metrics_path, "a") as f:
                         f.write(json.dumps({"step": state.step, "epoch": state.epoch, "val": results}) + "\n")
     progress.close()
+    if state.bad_images:
+        accelerator.print(f"skipped {state.bad_images} unreadable training sample(s) so far (see the warnings)")
     if stop_early:
         accelerator.print(f"stopped at step {state.step}; continue with --resume")
         accelerator.end_training()
