@@ -17,6 +17,7 @@ _LAZY = {
     "ImageResult": "mivolo_lite.results",
     "PersonResult": "mivolo_lite.results",
     "ImageLoadError": "mivolo_lite._image_io",
+    "InvalidBoxesError": "mivolo_lite.detection.boxes",
     "load_image": "mivolo_lite._image_io",
 }
 

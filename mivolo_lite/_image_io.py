@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# Refuse decompression bombs with a clear message instead of PIL's warning-then-error dance.
+# Refuse decompression bombs with a clear message. The size is read from the file header and
+# checked before any pixel is decoded. PIL's own process-wide guard (Image.MAX_IMAGE_PIXELS,
+# which warns above ~89 MP and refuses above ~179 MP) is left alone: importing this library must
+# not weaken it for the rest of the program.
 MAX_IMAGE_PIXELS = 80_000_000
-Image.MAX_IMAGE_PIXELS = None  # we check ourselves, before decoding pixels
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".jfif", ".ppm", ".pgm"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
@@ -60,28 +62,22 @@ def pil_to_rgb_array(img: Image.Image) -> np.ndarray:
 
 
 def load_image(source, max_pixels: int | None = None) -> np.ndarray:
-    """Path, bytes, PIL image or array -> HxWx3 uint8 RGB (EXIF rotation applied).
+    """Path, bytes, PIL image or array -> HxWx3 uint8 RGB (EXIF rotation applied; the first frame
+    of animations and multi-page files).
 
-    Raises :class:`ImageLoadError` for anything that is not a usable image: missing, empty,
-    truncated or corrupt files, non-images, decompression bombs, zero-sized arrays.
+    Raises :class:`ImageLoadError` for anything that is not a usable image: missing, unreadable,
+    empty, truncated or corrupt files, non-images, decompression bombs (more than ``max_pixels``,
+    default :data:`MAX_IMAGE_PIXELS`), empty or oddly shaped arrays, unsupported colour modes.
     """
-    from .models.image_processing_mivolo_lite import as_rgb_array
-
     limit = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     if isinstance(source, np.ndarray):
-        if source.size == 0:
-            raise ImageLoadError(source, "the array is empty")
-        if source.shape[0] * (source.shape[1] if source.ndim > 1 else 1) > limit:
-            raise ImageLoadError(source, f"more than {limit:,} pixels")
-        try:
-            return as_rgb_array(source)
-        except ValueError as e:
-            raise ImageLoadError(source, str(e)) from None
+        return _array_to_rgb(source, limit)
     if isinstance(source, Image.Image):
-        img = source
-    elif isinstance(source, (bytes, bytearray)):
-        img = _open(io.BytesIO(source), source)
-    elif isinstance(source, (str, os.PathLike)):
+        _check_size(source, source, limit)
+        return _pil_to_rgb(source, source)
+    if isinstance(source, (bytes, bytearray)):
+        return _pil_to_rgb(_decode(io.BytesIO(source), source, limit), source)
+    if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.exists():
             raise ImageLoadError(source, "no such file")
@@ -89,24 +85,55 @@ def load_image(source, max_pixels: int | None = None) -> np.ndarray:
             raise ImageLoadError(source, "it is a folder")
         if path.stat().st_size == 0:
             raise ImageLoadError(source, "the file is empty (0 bytes)")
-        img = _open(path, source)
-    else:
-        raise ImageLoadError(source, "expected a path, bytes, a PIL image or a numpy array")
+        try:
+            f = open(path, "rb")
+        except OSError as e:
+            raise ImageLoadError(source, f"cannot open the file ({e.strerror or e})") from None
+        with f:
+            img = _decode(f, source, limit)
+        return _pil_to_rgb(img, source)
+    raise ImageLoadError(source, "expected a path, bytes, a PIL image or a numpy array")
+
+
+def _check_size(img: Image.Image, source, limit: int) -> None:
     w, h = img.size
     if w * h > limit:
         raise ImageLoadError(source, f"{w}x{h} = {w * h:,} pixels is over the limit of {limit:,} "
                                      "(a possible decompression bomb)")
     if w < 1 or h < 1:
         raise ImageLoadError(source, f"the image has no pixels ({w}x{h})")
+
+
+def _array_to_rgb(arr: np.ndarray, limit: int) -> np.ndarray:
+    from .models.image_processing_mivolo_lite import as_rgb_array
+
+    if arr.dtype.kind not in "biuf":  # strings, objects, complex numbers: not pixel values
+        raise ImageLoadError(arr, f"unsupported array dtype {arr.dtype} (expected integers, floats or booleans)")
+    if arr.ndim not in (2, 3):
+        raise ImageLoadError(arr, f"expected an image array of shape (H, W) or (H, W, C), got shape {arr.shape}")
+    if arr.size == 0:
+        raise ImageLoadError(arr, "the array is empty")
+    if arr.shape[0] * arr.shape[1] > limit:
+        raise ImageLoadError(arr, f"more than {limit:,} pixels")
+    if arr.dtype == bool:  # a mask: white where True
+        arr = arr.astype(np.uint8) * 255
     try:
-        img.seek(0)  # first frame of animations
-    except (EOFError, AttributeError, ValueError):
-        pass
+        return as_rgb_array(arr)
+    except ValueError as e:
+        raise ImageLoadError(arr, str(e)) from None
+
+
+def _pil_to_rgb(img: Image.Image, source) -> np.ndarray:
     try:
         img = ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - a broken EXIF block should not cost a good photo its pixels
+        pass
+    try:
         return pil_to_rgb_array(img)
-    except (OSError, SyntaxError, ValueError) as e:  # truncated data surfaces only on decode
+    except (OSError, SyntaxError, EOFError) as e:  # a lazily opened image decodes only now
         raise ImageLoadError(source, f"the image data is corrupt or truncated ({e})") from None
+    except ValueError as e:
+        raise ImageLoadError(source, f"unsupported colour mode {img.mode!r} ({e})") from None
 
 
 def _pil_open():
@@ -118,14 +145,19 @@ def _pil_open():
     return getattr(patches, "_image_open", Image.open) if patches is not None else Image.open
 
 
-def _open(fp, source) -> Image.Image:
+def _decode(fp, source, limit: int) -> Image.Image:
+    """Open, check the size from the header, and only then decode the pixels (first frame)."""
     try:
         img = _pil_open()(fp)
-        img.load()
-        return img
     except UnidentifiedImageError:
         raise ImageLoadError(source, "not an image file (unrecognised format)") from None
     except Image.DecompressionBombError as e:
-        raise ImageLoadError(source, str(e)) from None
-    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageLoadError(source, f"over the pixel limit of PIL (a possible decompression bomb): {e}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageLoadError(source, f"the image data is corrupt or truncated ({e})") from None
+    _check_size(img, source, limit)
+    try:
+        img.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as e:  # truncated data surfaces only on decode
+        raise ImageLoadError(source, f"the image data is corrupt or truncated ({e})") from None
+    return img

@@ -44,6 +44,7 @@ DEFAULT_MAX_UPLOAD_MB = 25.0
 DEFAULT_CONCURRENCY = 2
 DEFAULT_QUEUE_SIZE = 32
 DEFAULT_MAX_VIDEO_FRAMES = 90
+DEFAULT_TIME_LIMIT_S = 120.0  # per request; photos take a second or two, videos up to VIDEO_FRAME_CAP frames
 VIDEO_FRAME_CAP = 900  # the slider's top: 30 s at 30 fps
 TITLE = "mivolo-lite: age & gender estimation"
 
@@ -326,16 +327,44 @@ def browser_video(src: str | Path) -> Path:
 
 
 # -- the app -------------------------------------------------------------------------------------------
-def _defer_decoding(gr, component) -> None:
+def _data_url_bytes(url: str, max_bytes: int | None) -> bytes:
+    """The bytes of a ``data:`` URL (how an API client may send an image inline), refused above
+    the upload limit before decoding, as a file upload would be."""
+    import base64
+    import binascii
+    from urllib.parse import unquote_to_bytes
+
+    from ._image_io import ImageLoadError
+
+    header, _, data = url.partition(",")
+    if max_bytes and len(data) * 3 // 4 > max_bytes:
+        raise ImageLoadError("<inline image>", f"it is larger than the upload limit of {max_bytes / 2**20:g} MB")
+    try:
+        return base64.b64decode(data) if header.endswith(";base64") else unquote_to_bytes(data)
+    except (binascii.Error, ValueError) as e:
+        raise ImageLoadError("<inline image>", f"the data URL is not valid base64 ({e})") from None
+
+
+def _defer_decoding(gr, component, max_upload_mb: float | None = None) -> None:
     """Make ``component`` (a ``gr.Image(type="filepath")``) hand over the uploaded file's path
-    without opening it, so that every bad upload (not an image, truncated, a decompression bomb)
-    reaches :func:`~mivolo_lite.load_image` and gets its clear message in the page, instead of a
-    generic preprocessing error from PIL. (An instance attribute, not a subclass: Gradio writes a
-    ``.pyi`` file next to the module of every Component subclass.)"""
+    (or, for an inline ``data:`` URL, its bytes) without opening it, so that every bad upload (not
+    an image, truncated, a decompression bomb) reaches :func:`~mivolo_lite.load_image` and gets
+    its clear message in the page, instead of a generic preprocessing error from PIL, and so that
+    no image is decoded before its pixel count is checked. (An instance attribute, not a
+    subclass: Gradio writes a ``.pyi`` file next to the module of every Component subclass.)"""
+    from ._image_io import ImageLoadError
+
     original = component.preprocess
+    max_bytes = int(max_upload_mb * 2**20) if max_upload_mb else None
 
     def preprocess(payload):
-        if payload is not None and getattr(payload, "path", None) and not str(payload.url or "").startswith("data:"):
+        url = str(getattr(payload, "url", None) or "")
+        if payload is not None and url.startswith("data:"):
+            try:
+                return _data_url_bytes(url, max_bytes)
+            except ImageLoadError as e:
+                raise _user_error(gr, f"Cannot read the uploaded image: {_esc(e.reason)}", "Bad image") from None
+        if payload is not None and getattr(payload, "path", None):
             return str(payload.path)  # already checked by Gradio to be an upload in its cache
         try:
             return original(payload)
@@ -376,13 +405,17 @@ def build_app(models: Iterable[str | Path] | str | Path | None = None,
               yolo_weights: Iterable[str | Path] | str | Path | None = None, device: str = "cpu",
               concurrency: int = DEFAULT_CONCURRENCY, queue_size: int = DEFAULT_QUEUE_SIZE,
               max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_pixels: int | None = None,
-              preload: bool = True):
+              preload: bool = True, time_limit_s: float | None = DEFAULT_TIME_LIMIT_S):
     """The demo as a ``gr.Blocks`` (queue configured; launch it with :func:`serve`).
 
     ``models``: local model folders offered besides the shipped default (the first given is
     selected); ``yolo_weights``: local YOLO ``.pt`` files offered besides OpenCV;
     ``concurrency``: photo requests processed at once (videos: one at a time), others wait in a
-    queue of ``queue_size``; ``max_upload_mb``: shown in the page and applied by :func:`serve`;
+    queue of ``queue_size`` (more are refused: "queue is full"); ``max_upload_mb``: shown in the
+    page and applied by :func:`serve`; ``max_pixels``: the largest image accepted (default
+    :data:`~mivolo_lite._image_io.MAX_IMAGE_PIXELS`); ``time_limit_s``: the longest a request may
+    run: a photo is refused when reading or detection has used it up, a video stops there and
+    shows the frames analysed so far;
     ``preload``: load the selected model and detector now rather than on the first request."""
     gr = _gr()
     from ._image_io import MAX_IMAGE_PIXELS, ImageLoadError
@@ -424,12 +457,24 @@ def build_app(models: Iterable[str | Path] | str | Path | None = None,
             image = _read_upload(image_path, max_pixels)
         except ImageLoadError as e:
             raise _user_error(gr, f"Cannot read the uploaded image: {_esc(e.reason)}", "Bad image") from None
-        result = predictor.predict(image, keep_images=True, errors="record")[0]
+        _within_time_limit(start, "reading the image")
+        try:  # detection apart from estimation, so that the time limit is checked between them
+            detections = predictor.detector.detect(image)
+        except Exception as e:  # noqa: BLE001 - shown in the page
+            raise _user_error(gr, _esc(f"Cannot process the image: detection failed ({type(e).__name__}: {e})"),
+                              title="Bad image") from None
+        _within_time_limit(start, "detection")
+        result = predictor.predict(image, keep_images=True, errors="record", detections=[detections])[0]
         if not result.ok:
             raise _user_error(gr, f"Cannot process the image: {_esc(result.error)}", title="Bad image")
         seconds = time.perf_counter() - start
         outputs = _outputs(result, predictor, model_label, detector_label, age_check, threshold, risk, seconds)
         return (*outputs, (result, model_label, detector_label, seconds))
+
+    def _within_time_limit(start: float, stage: str) -> None:
+        if time_limit_s and time.perf_counter() - start > time_limit_s:
+            raise _user_error(gr, f"The request ran over the time limit of {time_limit_s:g} s ({stage}); try a "
+                                  "smaller image.", title="Time limit")
 
     def recheck(last, age_check, threshold, risk):
         """Age-check controls changed: redo the decisions on the last result (no new inference)."""
@@ -449,8 +494,9 @@ def build_app(models: Iterable[str | Path] | str | Path | None = None,
         predictor = _predictor(model_label, detector_label)
         _cleanup_old(work_dir)
         out = work_dir / f"annotated_{os.getpid()}_{threading.get_ident()}_{time.time_ns()}.mp4"
+        remaining = None if not time_limit_s else max(0.0, time_limit_s - (time.perf_counter() - start))
         video = predictor.predict_video(video_path, output=out, stride=max(1, int(stride)),
-                                        max_frames=max(1, int(max_frames)), progress=True)
+                                        max_frames=max(1, int(max_frames)), progress=True, max_seconds=remaining)
         if not video.frames:
             message = (video.error or "no frame could be decoded").replace(str(video_path), Path(video_path).name)
             raise _user_error(gr, f"Cannot process the video: {_esc(message)}", title="Bad video")
@@ -476,7 +522,8 @@ def build_app(models: Iterable[str | Path] | str | Path | None = None,
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
         gr.Markdown(f"# {TITLE}\nAge and gender of every person in a photo or video. Runs entirely on this "
                     f"machine: nothing is uploaded anywhere else. Uploads up to {limit_text} and "
-                    f"{pixel_limit / 1e6:g} megapixels.")
+                    f"{pixel_limit / 1e6:g} megapixels" + (f"; each request may run for up to {time_limit_s:g} s."
+                                                            if time_limit_s else "."))
         with gr.Row():
             model_dd = gr.Dropdown(list(model_choices), value=first_model, label="Model", elem_id="model")
             detector_dd = gr.Dropdown(list(detector_choices), value=OPENCV_LABEL, label="Detector",
@@ -486,7 +533,7 @@ def build_app(models: Iterable[str | Path] | str | Path | None = None,
                 with gr.Column():
                     image_in = gr.Image(type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
                                         label="Photo", elem_id="input-image")
-                    _defer_decoding(gr, image_in)
+                    _defer_decoding(gr, image_in, max_upload_mb)
                     age_check = gr.Checkbox(False, label="Age check: is each person at least the threshold age?",
                                             elem_id="age-check")
                     with gr.Row():

@@ -20,9 +20,15 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 def _predictor(args):
     from .predictor import AgePredictor
 
+    backend = {"backend": args.backend} if getattr(args, "backend", None) else {}  # else the library's default
     return AgePredictor.from_pretrained(args.model, device=args.device, detector=getattr(args, "detector", None),
                                         coverage=getattr(args, "coverage", 0.9),
-                                        batch_size=getattr(args, "batch_size", 32))
+                                        batch_size=getattr(args, "batch_size", 32), **backend)
+
+
+def _add_backend_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["torch", "onnx", "auto"], default=None,
+                   help="what runs the estimator: torch, onnx (onnxruntime, CPU) or auto (onnx on CPU if installed)")
 
 
 def _flat(row: dict) -> dict:
@@ -39,7 +45,12 @@ def cmd_predict(args) -> int:
     from .sources import expand_sources, is_video
 
     predictor = _predictor(args)
-    items = expand_sources(args.paths)
+    skipped: list[str] = []
+    items = expand_sources(args.paths, skipped)
+    if skipped:  # not silently: say which files in the folders were not read
+        names = ", ".join(Path(p).name for p in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+        print(f"note: {len(skipped)} file(s) in the folders are not images or videos by their extension and "
+              f"were not read: {names}", file=sys.stderr)
     if not items:
         print("no images or videos found in " + ", ".join(args.paths), file=sys.stderr)
         return 2
@@ -153,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="image/video files or folders (searched recursively)")
     _add_model_args(p)
     p.add_argument("--detector", default=None, help="'opencv' (default, offline) or 'yolo:<weights.pt|repo id>'")
+    _add_backend_arg(p)
     p.add_argument("--output-dir", "-o", default="mivolo_out")
     p.add_argument("--save-images", action="store_true", help="write annotated images/videos")
     p.add_argument("--coverage", type=float, default=0.9, help="coverage of the age intervals")
@@ -166,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+")
     _add_model_args(p)
     p.add_argument("--detector", default=None)
+    _add_backend_arg(p)
     p.add_argument("--threshold", type=float, default=18)
     p.add_argument("--risk", type=float, default=0.05, help="accepted probability of a wrong over/under decision")
     p.set_defaults(func=cmd_check_age)

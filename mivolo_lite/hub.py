@@ -8,6 +8,10 @@ from pathlib import Path
 DEFAULT_MODEL_DIR = Path(__file__).parent / "pretrained" / "mivolo-lite-cpu"
 
 
+PICKLE_REFUSED = ("mivolo_lite loads safetensors only, because unpickling a checkpoint can run arbitrary code. "
+                  "Convert it with model.save_pretrained(folder) in a trusted environment.")
+
+
 class ModelNotFoundError(OSError):
     """The model name is neither a local folder with a model nor a reachable/cached Hub repo."""
 
@@ -37,9 +41,7 @@ def load_model_and_processor(name_or_path: str | Path | None, revision: str | No
     path = Path(resolved)
     if path.is_dir() and not any(path.glob("*.safetensors")):
         if any(path.glob("*.bin")) or any(path.glob("*.pt")) or any(path.glob("*.pth")):
-            raise ModelNotFoundError(f"{resolved!r} holds only pickle weights (.bin/.pt); mivolo_lite loads "
-                                     "safetensors only, because unpickling can run arbitrary code. Convert it with "
-                                     "model.save_pretrained(folder) from a trusted environment.")
+            raise ModelNotFoundError(f"{resolved!r} holds only pickle weights (.bin/.pt); {PICKLE_REFUSED}")
         raise ModelNotFoundError(f"{resolved!r} has no model.safetensors")
     try:
         model = MiVOLOLiteModel.from_pretrained(resolved, revision=revision, use_safetensors=True, **hub_kwargs)
@@ -49,6 +51,8 @@ def load_model_and_processor(name_or_path: str | Path | None, revision: str | No
     except OSError as e:
         if isinstance(e, ModelNotFoundError):
             raise
+        if "model.safetensors" in str(e):  # a Hub repo (or cached one) that holds pickle weights only
+            raise ModelNotFoundError(f"{resolved!r} has no model.safetensors; {PICKLE_REFUSED}") from None
         raise ModelNotFoundError(_not_found_message(resolved, e)) from None
     return model, processor
 

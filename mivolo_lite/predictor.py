@@ -11,8 +11,9 @@ import torch
 
 from ._image_io import ImageLoadError, load_image
 from .calibration import AgeCalibration, AgeDecision, uncalibrated
-from .detection import Detections, build_detector
+from .detection import Detections, InvalidBoxesError, build_detector
 from .detection.pairing import PersonCrops, crop_persons, match_faces_to_bodies
+from .export import build_estimator
 from .hub import load_model_and_processor
 from .models.image_processing_mivolo_lite import align_crop_lists
 from .results import ImageResult, PersonResult
@@ -28,9 +29,13 @@ class AgePredictor:
     """
 
     def __init__(self, model, processor, detector=None, device: str = "cpu", batch_size: int = 32,
-                 flip_tta: bool = True, coverage: float = 0.9, max_pixels: int | None = None):
+                 flip_tta: bool = True, coverage: float = 0.9, max_pixels: int | None = None,
+                 backend: str = "auto"):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval().fuse_for_inference()  # inference only: fold BatchNorms
+        # What runs the estimator: the torch model or onnxruntime ("auto": onnxruntime on CPU when it
+        # is installed, measured faster there; see the README's Speed section)
+        self.estimator = build_estimator(self.model, backend, self.device)
         self.processor = processor
         self._detector_spec = detector
         self._detector = None
@@ -48,7 +53,9 @@ class AgePredictor:
                         revision: str | None = None, **kwargs) -> "AgePredictor":
         """``name_or_path``: ``None`` (the default model shipped in the package, works offline), a
         local folder, or a Hugging Face Hub repo id. ``detector``: ``None``/``"opencv"`` (offline
-        default), ``"yolo:<weights.pt or repo id>"``, or a :class:`~mivolo_lite.detection.Detector`."""
+        default), ``"yolo:<weights.pt or repo id>"``, or a :class:`~mivolo_lite.detection.Detector`. ``backend``:
+        ``"auto"`` (default: onnx on CPU when onnxruntime is installed, else torch), ``"torch"`` or
+        ``"onnx"`` (onnxruntime, CPU only; the graph is exported on first use and cached)."""
         model, processor = load_model_and_processor(name_or_path, revision=revision)
         return cls(model, processor, detector=detector, device=device, **kwargs)
 
@@ -67,7 +74,7 @@ class AgePredictor:
             f, b = faces[start:start + self.batch_size], bodies[start:start + self.batch_size]
             inputs = self.processor(faces=f, bodies=b)
             has_face, has_body = bool(inputs["face_mask"].any()), bool(inputs["body_mask"].any())
-            pred = self.model.predict(
+            pred = self.estimator.predict(
                 face_pixel_values=inputs["face_pixel_values"].to(self.device) if has_face else None,
                 body_pixel_values=inputs["body_pixel_values"].to(self.device) if has_body else None,
                 face_mask=inputs["face_mask"].to(self.device), body_mask=inputs["body_mask"].to(self.device),
@@ -101,7 +108,7 @@ class AgePredictor:
 
     # -- full pipeline on photos --------------------------------------------------------------------
     def _crops(self, image: np.ndarray, det: Detections) -> list[PersonCrops]:
-        det = det.clipped(image.shape[1], image.shape[0])
+        det = det.checked().clipped(image.shape[1], image.shape[0])
         pairs = match_faces_to_bodies(det.face_boxes, det.person_boxes)
         fill = self.processor.fill_value
         persons = crop_persons(image, det.face_boxes, det.person_boxes, pairs, det.face_scores, det.person_scores,
@@ -116,13 +123,22 @@ class AgePredictor:
 
         ``errors``: ``"record"`` puts a failure in ``ImageResult.error`` and carries on (the
         default for lists and folders); ``"raise"`` raises :class:`ImageLoadError` (the default
-        for a single input)."""
+        for a single input).
+
+        ``detections``: one :class:`Detections` per input, used instead of running the detector.
+        Boxes outside the image are clipped; NaN/infinite boxes or swapped corners are that
+        input's failure (:class:`~mivolo_lite.detection.InvalidBoxesError`)."""
         items = expand_sources(source)
         single = len(items) == 1 and not isinstance(source, (list, tuple)) and not (
             isinstance(source, (str, Path)) and Path(source).is_dir())
         errors = errors or ("raise" if single else "record")
         if errors not in ("raise", "record"):
             raise ValueError("errors must be 'raise' or 'record'")
+        if isinstance(detections, Detections):
+            detections = [detections]
+        if detections is not None and len(detections) != len(items):
+            raise ValueError(f"detections: {len(detections)} given for {len(items)} input(s); give one per input")
+        detector = self.detector if detections is None else None  # a broken detector fails here, once
         results: list[ImageResult] = []
         pending: list[tuple[ImageResult, list[PersonCrops]]] = []
         for i, item in enumerate(items):
@@ -137,15 +153,15 @@ class AgePredictor:
                 continue
             try:
                 image = load_image(item, self.max_pixels)
-                det = detections[i] if detections is not None else self.detector.detect(image)
+                det = detections[i] if detections is not None else detector.detect(image)
                 crops = self._crops(image, det)
-            except ImageLoadError as e:
+            except Exception as e:  # noqa: BLE001 - one bad input costs its own result, never the batch
                 if errors == "raise":
                     raise
-                results.append(ImageResult(name, error=str(e)))
+                results.append(ImageResult(name, error=_failure_message(name, e)))
                 continue
             result = ImageResult(name, image=image if keep_images else None,
-                                 detector=getattr(self.detector, "name", None) if detections is None else "given")
+                                 detector=getattr(detector, "name", None) if detections is None else "given")
             results.append(result)
             pending.append((result, crops))
         self._estimate_pending(pending)
@@ -178,3 +194,9 @@ class AgePredictor:
                 f"calibrated={self.is_calibrated})")
 
 
+def _failure_message(name: str, error: Exception) -> str:
+    if isinstance(error, ImageLoadError):
+        return str(error)  # already names the input
+    if isinstance(error, InvalidBoxesError):
+        return f"{name}: invalid detections: {error}"
+    return f"{name}: {type(error).__name__}: {error}"

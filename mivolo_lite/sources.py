@@ -14,10 +14,12 @@ def is_video(path) -> bool:
     return isinstance(path, (str, os.PathLike)) and Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
-def expand_sources(source) -> list:
+def expand_sources(source, skipped: list | None = None) -> list:
     """One flat list of inputs: folders become their image and video files (recursive, sorted);
     other items (files, arrays, PIL images, missing paths) pass through so that a bad one gets
-    its own error record rather than vanishing."""
+    its own error record rather than vanishing. Files in folders whose extension is not an image
+    or video one are left out and, when ``skipped`` is a list, appended to it (so that a caller
+    can say so)."""
     if isinstance(source, (str, os.PathLike, np.ndarray)) or hasattr(source, "convert"):
         items = [source]
     else:
@@ -26,7 +28,10 @@ def expand_sources(source) -> list:
     for item in items:
         if isinstance(item, (str, os.PathLike)) and Path(item).is_dir():
             files = sorted(p for p in Path(item).rglob("*") if p.is_file() and not p.name.startswith("."))
-            out.extend(str(p) for p in files if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+            known = IMAGE_SUFFIXES | VIDEO_SUFFIXES
+            out.extend(str(p) for p in files if p.suffix.lower() in known)
+            if skipped is not None:
+                skipped.extend(str(p) for p in files if p.suffix.lower() not in known)
         else:
             out.append(str(item) if isinstance(item, os.PathLike) else item)
     return out

@@ -3,6 +3,7 @@ smoothed over frames (inverse-variance weighted mean of the per-frame estimates)
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -84,14 +85,32 @@ class AgeSmoother:
         return s[1] / s[0], s[0] ** -0.5, s[2] / s[3]
 
 
-def predict_video(predictor, path, output: str | Path | None = None, stride: int = 1, max_frames: int | None = None,
-                  progress: bool = True) -> VideoResult:
-    """Run ``predictor`` over the frames of the video at ``path``. Every ``stride``-th frame is
-    processed; ``output`` writes an annotated video (mp4). A video that cannot be opened, or that
-    ends before its declared length, is reported in ``VideoResult.error`` instead of raising."""
-    import cv2
-
+def _analyse_frame(predictor, image: np.ndarray, tracker, path: str, frame_index: int) -> ImageResult:
+    """Detection, tracking, face-body pairing and estimation for one RGB frame."""
     from .detection.pairing import crop_persons, match_faces_to_bodies
+
+    det = predictor.detector.detect(image).checked().clipped(image.shape[1], image.shape[0])
+    det.track_ids = _track(tracker, det, image.shape)
+    pairs = match_faces_to_bodies(det.face_boxes, det.person_boxes)
+    crops = [p for p in crop_persons(image, det.face_boxes, det.person_boxes, pairs, det.face_scores,
+                                     det.person_scores, det.track_ids,
+                                     fill=tuple(int(v) for v in predictor.processor.fill_value))
+             if p.face_crop is not None or p.body_crop is not None]
+    frame_result = ImageResult(path, image=image, detector=predictor.detector.name, frame=frame_index)
+    predictor._estimate_pending([(frame_result, crops)])
+    return frame_result
+
+
+def predict_video(predictor, path, output: str | Path | None = None, stride: int = 1, max_frames: int | None = None,
+                  progress: bool = True, max_seconds: float | None = None) -> VideoResult:
+    """Run ``predictor`` over the frames of the video at ``path``. Every ``stride``-th frame is
+    processed; ``output`` writes an annotated video (mp4). ``max_seconds`` stops the analysis
+    after that long (the frames done so far are kept).
+
+    Never raises for a bad video: one that cannot be opened, that ends before its declared
+    length, whose analysis fails on a frame or that runs out of time is reported in
+    ``VideoResult.error``, with the frames analysed until then in ``VideoResult.frames``."""
+    import cv2
 
     path = str(path)
     result = VideoResult(source=path)
@@ -106,11 +125,17 @@ def predict_video(predictor, path, output: str | Path | None = None, stride: int
     declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     result.frames_expected = declared or None
     tracker, smoother = _tracker(result.fps / max(stride, 1)), AgeSmoother()
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
     writer = None
     index = 0
+    stopped = None  # why the loop ended before the video did
     bar = tqdm(total=declared or None, desc=Path(path).name, disable=not progress, unit="frame")
     try:
         while max_frames is None or index < max_frames:
+            if deadline is not None and time.monotonic() >= deadline:
+                stopped = (f"video {path!r}: stopped at the time limit of {max_seconds:g} s after "
+                           f"{len(result.frames)} analysed frame(s)")
+                break
             ok, frame = cap.read()
             if not ok or frame is None:
                 break
@@ -119,15 +144,11 @@ def predict_video(predictor, path, output: str | Path | None = None, stride: int
             if (index - 1) % stride:
                 continue
             image = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            det = predictor.detector.detect(image).clipped(image.shape[1], image.shape[0])
-            det.track_ids = _track(tracker, det, image.shape)
-            pairs = match_faces_to_bodies(det.face_boxes, det.person_boxes)
-            crops = [p for p in crop_persons(image, det.face_boxes, det.person_boxes, pairs, det.face_scores,
-                                             det.person_scores, det.track_ids,
-                                             fill=tuple(int(v) for v in predictor.processor.fill_value))
-                     if p.face_crop is not None or p.body_crop is not None]
-            frame_result = ImageResult(path, image=image, detector=predictor.detector.name, frame=index - 1)
-            predictor._estimate_pending([(frame_result, crops)])
+            try:
+                frame_result = _analyse_frame(predictor, image, tracker, path, index - 1)
+            except Exception as e:  # noqa: BLE001 - reported with the frames done so far, not raised
+                stopped = f"video {path!r}: analysis failed at frame {index - 1}: {type(e).__name__}: {e}"
+                break
             for person in frame_result.persons:
                 if person.track_id is not None and person.track_id >= 0:
                     person.age, person.age_std, prob_male = smoother.update(
@@ -155,8 +176,11 @@ def predict_video(predictor, path, output: str | Path | None = None, stride: int
         if writer is not None:
             writer.release()
             result.output = str(output)
-    if index == 0:
+    if stopped is not None:
+        result.error = stopped
+    elif index == 0:
         result.error = f"cannot read video {path!r}: no frame could be decoded"
-    elif declared and max_frames is None and index < declared - 1:
+    elif declared and index < (declared if max_frames is None else min(declared, max_frames)) - 1:
+        # one frame of slack: some containers declare one frame more than they hold
         result.error = f"video {path!r} ended early: decoded {index} of {declared} declared frames"
     return result

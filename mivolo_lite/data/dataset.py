@@ -7,6 +7,7 @@ flip) plus colour jitter, blur/downscale and random greyscale; see
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections import Counter
@@ -20,6 +21,8 @@ from torch.utils.data import Dataset, Sampler
 from .._image_io import ImageLoadError, load_image
 from ..models.image_processing_mivolo_lite import MiVOLOLiteImageProcessor
 from .annotations import AnnotationRecord
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,11 +55,14 @@ def age_balance_weights(records: list[AnnotationRecord], bin_years: int = 5, pow
 
 class AgeDataset(Dataset):
     """Yields dicts with ``face_pixel_values``, ``body_pixel_values`` (3, S, S), ``face_mask``,
-    ``body_mask``, ``age_low``, ``age_high``, ``gender``, ``sample_weight`` and ``index``.
+    ``body_mask``, ``age_low``, ``age_high``, ``gender``, ``sample_weight``, ``index`` and
+    ``image_ok``.
 
     ``cache=True`` keeps decoded images in memory (the sets here fit easily), which matters on a
-    2-core machine. An unreadable image is not fatal: the sample comes back with both masks off
-    and no labels (the loss ignores it) and its index is recorded in ``bad_indices``.
+    2-core machine. An unreadable image is not fatal: the sample comes back with both masks off,
+    no labels and zero weight (the loss ignores it) and ``image_ok`` False, which the trainer
+    counts (it travels with the batch, so the count is right with DataLoader workers too, whose
+    ``bad_indices`` stay in the worker processes); a warning names the file once.
     """
 
     def __init__(self, records: list[AnnotationRecord], processor: MiVOLOLiteImageProcessor, train: bool = False,
@@ -108,27 +114,35 @@ class AgeDataset(Dataset):
                              interpolation=cv2.INTER_LINEAR)
         return out
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """``key``: a sample index, or ``(index, epoch)`` from :class:`EpochShuffleSampler` with
+        ``with_epoch=True``, which makes the training augmentation a function of (seed, epoch,
+        index) alone: the same whichever worker or process draws it, whenever it is prefetched,
+        and after a resume."""
+        index, epoch = key if isinstance(key, tuple) else (key, None)
         record = self.records[index]
         size = self.processor.size
         low, high = record.age_interval
         item = {"index": index, "age_low": torch.tensor(low, dtype=torch.float32),
                 "age_high": torch.tensor(high, dtype=torch.float32),
                 "gender": torch.tensor(record.gender_label, dtype=torch.long),
-                "sample_weight": torch.tensor(self.weights[index], dtype=torch.float32)}
+                "sample_weight": torch.tensor(self.weights[index], dtype=torch.float32),
+                "image_ok": torch.tensor(True)}
         try:
             image = self._image(index)
-        except ImageLoadError:
+        except ImageLoadError as e:
+            if index not in self.bad_indices:
+                log.warning("skipping training sample %d: %s", index, e)
             self.bad_indices.add(index)
             blank = torch.zeros(3, size, size)
             item.update(face_pixel_values=blank, body_pixel_values=blank.clone(), face_mask=torch.tensor(False),
                         body_mask=torch.tensor(False), age_low=torch.tensor(math.nan), age_high=torch.tensor(math.nan),
-                        gender=torch.tensor(-1), sample_weight=torch.tensor(0.0))
+                        gender=torch.tensor(-1), sample_weight=torch.tensor(0.0), image_ok=torch.tensor(False))
             return item
         rng = random.Random()
         flip = False
         if self.train:
-            rng.seed(hash((self.seed, index, random.random())))
+            rng.seed(hash((self.seed, epoch, index)) if epoch is not None else hash((self.seed, index, random.random())))
             flip = rng.random() < self.augment.flip_prob
         crops = {}
         for name, box, scale_range in (("face", record.face_box, self.augment.face_scale),
@@ -152,19 +166,22 @@ class AgeDataset(Dataset):
 
 class EpochShuffleSampler(Sampler[int]):
     """Shuffles with a generator seeded by ``seed + epoch``: the order of any epoch can be
-    recomputed, which lets a resumed run skip exactly the batches it had already consumed."""
+    recomputed, which lets a resumed run skip exactly the batches it had already consumed.
+    ``with_epoch``: yield ``(index, epoch)`` pairs (see :meth:`AgeDataset.__getitem__`)."""
 
-    def __init__(self, length: int, seed: int = 0, shuffle: bool = True):
+    def __init__(self, length: int, seed: int = 0, shuffle: bool = True, with_epoch: bool = False):
         self.length, self.seed, self.shuffle, self.epoch = length, seed, shuffle, 0
+        self.with_epoch = with_epoch
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self):
         if not self.shuffle:
-            return iter(range(self.length))
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(torch.randperm(self.length, generator=g).tolist())
+            order = list(range(self.length))
+        else:
+            order = torch.randperm(self.length, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
+        return iter([(i, self.epoch) for i in order] if self.with_epoch else order)
 
     def __len__(self) -> int:
         return self.length

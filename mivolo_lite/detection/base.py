@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .boxes import InvalidBoxesError, as_boxes, as_scores
+
 
 @dataclass
 class Detections:
@@ -17,6 +19,21 @@ class Detections:
     face_boxes: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 4))
     face_scores: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
     track_ids: torch.Tensor | None = None  # per person box, when a tracker ran
+
+    def checked(self) -> "Detections":
+        """The same detections as float tensors, or :class:`InvalidBoxesError` when a box or score
+        is NaN or infinite, a box has swapped corners, or the lengths do not match. Used on
+        detections that come from callers or custom detectors; :meth:`clipped` then fits them to
+        the image."""
+        person_boxes = as_boxes(self.person_boxes, "person boxes")
+        face_boxes = as_boxes(self.face_boxes, "face boxes")
+        tracks = self.track_ids
+        if tracks is not None:
+            tracks = torch.as_tensor(tracks).reshape(-1)
+            if len(tracks) != len(person_boxes):
+                raise InvalidBoxesError(f"track ids: {len(tracks)} id(s) for {len(person_boxes)} person box(es)")
+        return Detections(person_boxes, as_scores(self.person_scores, len(person_boxes), "person scores"),
+                          face_boxes, as_scores(self.face_scores, len(face_boxes), "face scores"), tracks)
 
     def clipped(self, width: int, height: int) -> "Detections":
         """Boxes clipped to the image; empty, non-finite or inverted boxes dropped."""

@@ -4,6 +4,9 @@ Faces are matched to bodies by an optimal (Hungarian) assignment on how much of 
 inside the body box, favouring faces in the body's upper part. Unmatched faces become face-only
 persons, unmatched bodies body-only persons. Body crops hide other people's boxes (so the body
 branch sees one person); crops that are tiny or mostly hidden are dropped as inputs.
+
+Boxes may be tensors, arrays or lists; NaN/infinite boxes and boxes with swapped corners raise
+:class:`~mivolo_lite.detection.boxes.InvalidBoxesError`, boxes outside the image give no crop.
 """
 
 from __future__ import annotations
@@ -13,26 +16,30 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .boxes import InvalidBoxesError, as_boxes
+
 
 def face_in_body_scores(faces: torch.Tensor, bodies: torch.Tensor) -> torch.Tensor:
     """(F, B): share of each face box's area inside each body box, halved when the face centre
     sits in the lower half of the body (a face belongs near the top of its body)."""
     if faces.numel() == 0 or bodies.numel() == 0:
         return torch.zeros(len(faces), len(bodies))
-    f, b = faces[:, None, :], bodies[None, :, :]
+    # float64: products of huge (but finite) float32 coordinates must not overflow to inf/NaN
+    f, b = faces.double()[:, None, :], bodies.double()[None, :, :]
     iw = (torch.minimum(f[..., 2], b[..., 2]) - torch.maximum(f[..., 0], b[..., 0])).clamp_min(0)
     ih = (torch.minimum(f[..., 3], b[..., 3]) - torch.maximum(f[..., 1], b[..., 1])).clamp_min(0)
     face_area = ((f[..., 2] - f[..., 0]) * (f[..., 3] - f[..., 1])).clamp_min(1e-6)
     inside = iw * ih / face_area
     centre_y = (f[..., 1] + f[..., 3]) / 2
     upper = centre_y <= (b[..., 1] + 0.5 * (b[..., 3] - b[..., 1]))
-    return torch.where(upper, inside, inside * 0.5)
+    return torch.where(upper, inside, inside * 0.5).float()
 
 
 def match_faces_to_bodies(faces: torch.Tensor, bodies: torch.Tensor, min_score: float = 0.6
                           ) -> list[tuple[int | None, int | None]]:
     """Optimal one-to-one assignment maximising :func:`face_in_body_scores`. Returns
     ``(face_index | None, body_index | None)`` pairs covering every face and every body once."""
+    faces, bodies = as_boxes(faces, "face boxes"), as_boxes(bodies, "body boxes")
     scores = face_in_body_scores(faces, bodies)
     pairs: list[tuple[int | None, int | None]] = []
     used_f, used_b = set(), set()
@@ -69,6 +76,16 @@ def _int_box(box, width: int, height: int) -> tuple[int, int, int, int]:
     return (max(0, int(np.floor(x1))), max(0, int(np.floor(y1))), min(width, int(np.ceil(x2))), min(height, int(np.ceil(y2))))
 
 
+def _checked_pair(pair, n_faces: int, n_bodies: int) -> tuple[int | None, int | None]:
+    fi, bi = pair
+    for index, n, what in ((fi, n_faces, "face"), (bi, n_bodies, "body")):
+        if index is not None and not 0 <= index < n:
+            raise InvalidBoxesError(f"pair {pair}: {what} index {index} is out of range ({n} {what} box(es))")
+    if fi is None and bi is None:
+        raise InvalidBoxesError("pair (None, None) names neither a face nor a body")
+    return fi, bi
+
+
 def crop_persons(image: np.ndarray, faces: torch.Tensor, bodies: torch.Tensor, pairs, face_scores=None,
                  body_scores=None, track_ids=None, min_face: int = 8, min_body: int = 16,
                  min_visible: float = 0.4, fill=(124, 116, 104)) -> list[PersonCrops]:
@@ -76,6 +93,8 @@ def crop_persons(image: np.ndarray, faces: torch.Tensor, bodies: torch.Tensor, p
     body boxes are filled with ``fill`` (the normalisation mean, i.e. "nothing") except where the
     person's own face is; a body crop with less than ``min_visible`` of its area left is dropped."""
     h, w = image.shape[:2]
+    faces, bodies = as_boxes(faces, "face boxes"), as_boxes(bodies, "body boxes")
+    pairs = [_checked_pair(pair, len(faces), len(bodies)) for pair in pairs]
     persons = []
     for fi, bi in pairs:
         face_box = faces[fi].tolist() if fi is not None else None

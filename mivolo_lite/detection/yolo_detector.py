@@ -2,8 +2,10 @@
 ``person`` and ``face``), or a COCO model for persons plus an optional second model for faces.
 
 Weights come from a local ``.pt`` path or a Hugging Face Hub repo id (``org/name`` or
-``org/name/file.pt``; resolved through the HF cache, so it works offline once cached).
-YOLO ``.pt`` files are pickles: load only weights you trust.
+``org/name/file.pt``; resolved through the HF cache, so it works offline once cached), and only
+from what the caller names: nothing is fetched by default, and a missing local file is an error
+rather than a download by ultralytics. YOLO ``.pt`` files are pickles, which can run code when
+loaded: load only weights you trust.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ def resolve_weights(spec: str) -> str:
         return str(path)
     if path.exists():
         raise FileNotFoundError(f"{spec!r} is not a YOLO weights file (.pt)")
+    if path.suffix in (".pt", ".onnx") and spec.count("/") < 2:  # a file name, not org/repo/file.pt
+        raise FileNotFoundError(f"YOLO weights {spec!r}: no such file (weights are never downloaded implicitly; "
+                                "give a local path or a Hub id org/repo/file.pt)")
     from huggingface_hub import hf_hub_download, list_repo_files
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
 

@@ -7,7 +7,7 @@ from transformers import PretrainedConfig
 # Named architectures. Each is a plain dict of constructor arguments (timm style), so a preset is
 # nothing more than defaults: any field can still be overridden when building a config.
 PRESETS: dict[str, dict] = {
-    # CPU default, sized by measurement on a 2-core CPU (see tools/benchmark_model.py): a cheap
+    # CPU default, sized by measurement on a 2-core CPU (see tools/benchmark.py): a cheap
     # convolutional stem (from-scratch training on a few thousand images needs the convolutional
     # inductive bias) to a 7x7 token grid, one private transformer block per input, fusion, four
     # shared blocks. Only "transformer" blocks: no Fold op, so it exports to ONNX.

@@ -51,8 +51,12 @@ def warp_square_crop(image: np.ndarray, box: Sequence[float], size: int, fill: S
     factor = side / size
     if factor > 2.5:
         shrink = 1.0 / (factor / 1.5)
-        image = cv2.resize(image, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
-        box = [v * shrink for v in box]
+        h, w = image.shape[:2]
+        # at least one pixel: a box far larger than a tiny image would otherwise shrink it to nothing
+        new_w, new_h = max(1, round(w * shrink)), max(1, round(h * shrink))
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        sx, sy = new_w / w, new_h / h
+        box = [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]
         m = square_crop_matrix(box, size, **jitter)
     return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                           borderValue=tuple(float(v) for v in fill))
@@ -68,7 +72,8 @@ def as_rgb_array(image) -> np.ndarray:
     if arr.dtype == np.uint16:
         arr = (arr >> 8).astype(np.uint8)
     elif arr.dtype != np.uint8:
-        if arr.dtype.kind == "f" and arr.size and float(np.nanmax(arr)) <= 1.0:
+        finite = arr[np.isfinite(arr)] if arr.dtype.kind == "f" else None
+        if finite is not None and finite.size and float(finite.max()) <= 1.0:  # 0..1 floats
             arr = arr * 255.0
         arr = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
     if arr.ndim == 2:

@@ -4,8 +4,9 @@ age-balanced loss weights, checkpoints every N optimizer steps and exact resume.
 Fault tolerance: a checkpoint is written under a temporary name and renamed when complete, so a
 run killed at any moment (even while saving) resumes from its last complete checkpoint; on
 resume, ``metrics.jsonl`` is cut back to that checkpoint, so that it lists every optimizer step
-of the final model exactly once. With ``data.num_workers: 0`` a resumed run is bit-identical to
-an uninterrupted one; with workers the data order is the same but the augmentation draws differ.
+of the final model exactly once. Data order and augmentation depend on (seed, epoch, sample)
+alone and the RNG states are restored, so a resumed run is bit-identical to an uninterrupted one
+(tests/test_training_faults.py checks this with one process and ``data.num_workers: 0``).
 Unreadable training images are skipped (zero weight) and counted in ``bad_images``.
 """
 
@@ -135,7 +136,8 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
                           cache=cfg.data.cache_images, balance_ages=cfg.data.balance_ages, seed=cfg.seed)
     val_sets = {Path(p).stem: AgeDataset(_records([p], cfg.data.limit_per_csv), processor, cache=cfg.data.cache_images)
                 for p in val_csv}
-    sampler = EpochShuffleSampler(len(train_ds), seed=cfg.seed)
+    # (index, epoch) pairs: augmentation draws depend on them alone, so a resumed run continues exactly
+    sampler = EpochShuffleSampler(len(train_ds), seed=cfg.seed, with_epoch=True)
     workers = cfg.data.num_workers
     # Own generator: starting a DataLoader iterator draws a seed from it, and drawing from the global
     # torch RNG instead would shift the model's random numbers after a resume.
@@ -205,9 +207,11 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
     progress = tqdm(total=total_steps, initial=state.step, disable=not accelerator.is_local_main_process,
                     desc="training", dynamic_ncols=True)
     while state.epoch < cfg.optim.epochs and not stop_early:
-        sampler.set_epoch(state.epoch)
         model.train()
         epoch_loader = accelerator.skip_first_batches(loader, state.batches_in_epoch) if state.batches_in_epoch else loader
+        # Not sampler.set_epoch: when iterated, accelerate's loaders give the sampler their own count of
+        # iterations, which restarts at 0 in a resumed run and in the loader that skips consumed batches.
+        epoch_loader.set_epoch(state.epoch)
         for batch in epoch_loader:
             # counted on every batch (a collective: all processes take part) so the count survives a resume
             state.bad_images += int(accelerator.reduce((~batch["image_ok"]).sum(), reduction="sum"))
@@ -215,7 +219,7 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
                 out = model(**{k: batch[k] for k in ("face_pixel_values", "body_pixel_values", "face_mask", "body_mask",
                                                      "age_low", "age_high", "gender", "sample_weight")},
                             branch_drop_prob=cfg.optim.branch_drop_prob)
-                accelerator.backward(out.loss)
+                accelerator.backward(out.age_loss + cfg.optim.gender_loss_weight * out.gender_loss)
                 if accelerator.sync_gradients and cfg.optim.grad_clip:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
                 optimizer.step()

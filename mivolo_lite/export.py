@@ -1,0 +1,225 @@
+"""ONNX export of the estimator, and an onnxruntime backend that stands in for the torch model.
+
+The exported graph takes both crops and both presence masks with a dynamic batch and returns the
+age distribution and P(male); everything derived from them (expected age, spread, flip TTA) is
+computed here with the torch model's own code, so the two backends cannot drift apart.
+
+A graph cannot skip an encoder for a batch that lacks that input, as eager torch does, so the
+backend also exports a face-only and a body-only graph (on first need) and runs the one that
+matches the batch: face crops alone do not pay for the body encoder.
+
+Used by :class:`~mivolo_lite.AgePredictor` (``backend="onnx"``), ``tools/export_onnx.py`` and
+``tools/benchmark.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .models.modeling_mivolo_lite import MiVOLOLiteModel, MiVOLOLiteOutput
+
+BRANCH_INPUTS = {"face": ("face_pixel_values", "face_mask"), "body": ("body_pixel_values", "body_mask")}
+BOTH = ("face", "body")
+OUTPUT_NAMES = ("age_probs", "gender_prob")
+DEFAULT_OPSET = 17
+BACKENDS = ("torch", "onnx", "auto")
+CACHE_KEEP = 24  # graphs kept in the cache folder (three per model at most: both inputs, face-only, body-only)
+# Bump when the graph's inputs/outputs or the export recipe change: old cached files are then ignored.
+_EXPORT_RECIPE = "2"
+
+
+def onnx_exportable(config) -> bool:
+    """VOLO outlookers fold patches back with col2im, which the ONNX exporter cannot write with a
+    dynamic batch: presets with outlooker stages (``d1``) stay on torch. ``lite`` has none."""
+    return "outlooker" not in config.stage_types
+
+
+def input_names(branches: tuple[str, ...] = BOTH) -> list[str]:
+    """Graph inputs, in order: for each branch its pixels (B, 3, S, S) then its mask (B,, bool)."""
+    return [name for branch in branches for name in BRANCH_INPUTS[branch]]
+
+
+class _ProbabilityGraph(nn.Module):
+    """What the ONNX graph computes. With both branches the model runs with ``static_branches``:
+    both encoders on the whole batch, selected per sample by the masks."""
+
+    def __init__(self, model: MiVOLOLiteModel, branches: tuple[str, ...]):
+        super().__init__()
+        self.model, self.names = model, input_names(branches)
+
+    def forward(self, *tensors):
+        named = dict(zip(self.names, tensors))
+        out = self.model(named.get("face_pixel_values"), named.get("body_pixel_values"),
+                         named.get("face_mask"), named.get("body_mask"))
+        return out.age_probs, out.gender_prob
+
+
+def export_onnx(model: MiVOLOLiteModel, path: str | Path, opset: int = DEFAULT_OPSET,
+                branches: tuple[str, ...] = BOTH) -> Path:
+    """Write ``model`` as an ONNX graph with a dynamic batch axis, taking the inputs of ``branches``
+    (both by default). The caller's model is left as it was (the export works on a BatchNorm-fused copy)."""
+    if not onnx_exportable(model.config):
+        raise NotImplementedError(f"preset {model.config.preset!r} has outlooker stages, which do not export to ONNX "
+                                  "(col2im with a dynamic batch); use backend='torch'")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    graph_model = copy.deepcopy(model).float().cpu().eval().fuse_for_inference()
+    graph_model.static_branches = True
+    size = graph_model.config.image_size
+    # Mixed masks in the example so that no mask-dependent value is frozen into the trace.
+    example = {"face_pixel_values": torch.randn(2, 3, size, size), "face_mask": torch.tensor([True, False]),
+               "body_pixel_values": torch.randn(2, 3, size, size), "body_mask": torch.tensor([True, True])}
+    names = input_names(branches)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # TracerWarnings about shape-derived Python ints; checked by the tests
+        torch.onnx.export(_ProbabilityGraph(graph_model, branches), tuple(example[n] for n in names), str(path),
+                          input_names=names, output_names=list(OUTPUT_NAMES), opset_version=opset, dynamo=False,
+                          dynamic_axes={name: {0: "batch"} for name in names + list(OUTPUT_NAMES)})
+    return path
+
+
+def model_fingerprint(model: MiVOLOLiteModel, opset: int = DEFAULT_OPSET, branches: tuple[str, ...] = BOTH) -> str:
+    """Hash of everything the exported graph depends on: config, weights, inputs, exporter versions."""
+    digest = hashlib.sha256()
+    digest.update(f"{_EXPORT_RECIPE}|{opset}|{'+'.join(branches)}|{torch.__version__}|".encode())
+    digest.update(model.config.to_json_string(use_diff=False).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def cache_dir() -> Path:
+    """``$MIVOLO_LITE_CACHE`` or ``~/.cache/mivolo_lite`` (``$XDG_CACHE_HOME`` honoured)."""
+    if os.environ.get("MIVOLO_LITE_CACHE"):
+        return Path(os.environ["MIVOLO_LITE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mivolo_lite"
+
+
+def cached_onnx(model: MiVOLOLiteModel, opset: int = DEFAULT_OPSET, branches: tuple[str, ...] = BOTH) -> Path:
+    """Path of the model's ONNX graph, exported on first use (a few seconds) and then reused.
+    The file name is the fingerprint of the weights, so a changed model never reuses a stale graph."""
+    fingerprint = model_fingerprint(model, opset, branches)
+    name = f"{model.config.preset or 'model'}-{'+'.join(branches)}-{fingerprint[:20]}.onnx"
+    for folder in (cache_dir() / "onnx", Path(tempfile.gettempdir()) / "mivolo_lite_onnx"):
+        path = folder / name
+        if path.exists():
+            path.touch()  # recently used: kept by _prune
+            return path
+        partial = folder / f".{name}.{os.getpid()}.partial"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            export_onnx(model, partial, opset, branches)
+            os.replace(partial, path)  # atomic: a concurrent reader never sees half a file
+            _prune(folder)
+            return path
+        except OSError:
+            continue  # read-only cache (e.g. a locked-down home): fall back to the temp folder
+        finally:
+            partial.unlink(missing_ok=True)
+    raise OSError(f"cannot write the ONNX graph to {cache_dir()} nor to the temp folder")
+
+
+def _prune(folder: Path, keep: int = CACHE_KEEP) -> None:
+    """Every new set of weights (each fine-tune, each test model) adds graphs: keep the most recently used."""
+    graphs = sorted(folder.glob("*.onnx"), key=lambda f: f.stat().st_mtime, reverse=True)
+    for stale in graphs[keep:]:
+        stale.unlink(missing_ok=True)
+
+
+def ort_session(path: str | Path, threads: int | None = None):
+    """An onnxruntime CPU session with full graph optimisation. ``threads`` defaults to torch's
+    thread count, so ``torch.set_num_threads`` governs both backends alike."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    # Idle workers sleep instead of spinning: on a small CPU spinning threads steal the cores the
+    # detector and torch need between two estimator calls.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+class OnnxEstimator:
+    """The estimator in onnxruntime. :meth:`predict` takes the arguments of
+    :meth:`MiVOLOLiteModel.predict` and returns the same :class:`MiVOLOLiteOutput` (CPU tensors).
+
+    ``onnx_path``: a graph from :func:`export_onnx` with both inputs, used for every batch; by
+    default the graphs come from :func:`cached_onnx`, one per set of inputs present."""
+
+    def __init__(self, model: MiVOLOLiteModel, onnx_path: str | Path | None = None, threads: int | None = None):
+        self.model, self.threads = model, threads
+        self.fixed_graph = onnx_path is not None
+        self.sessions = {BOTH: ort_session(onnx_path if self.fixed_graph else cached_onnx(model), threads)}
+
+    def session(self, branches: tuple[str, ...]):
+        if self.fixed_graph:
+            return self.sessions[BOTH]
+        if branches not in self.sessions:
+            self.sessions[branches] = ort_session(cached_onnx(self.model, branches=branches), self.threads)
+        return self.sessions[branches]
+
+    @torch.no_grad()
+    def predict(self, face_pixel_values=None, body_pixel_values=None, face_mask=None, body_mask=None,
+                flip_tta: bool = True) -> MiVOLOLiteOutput:
+        pixels = {"face": face_pixel_values, "body": body_pixel_values}
+        masks = {"face": face_mask, "body": body_mask}
+        like = face_pixel_values if face_pixel_values is not None else body_pixel_values
+        if like is None:
+            raise ValueError("OnnxEstimator.predict needs face_pixel_values, body_pixel_values or both")
+        batch = like.shape[0]
+        # The graph of the inputs present (skips an absent encoder), or the one fixed graph for all
+        branches = BOTH if self.fixed_graph else tuple(b for b in BOTH if pixels[b] is not None)
+        feeds = {}
+        for branch in branches:
+            if pixels[branch] is None:  # only with the fixed graph: zeros and a False mask
+                x = torch.zeros_like(like, dtype=torch.float32, device="cpu")
+                present = torch.zeros(batch, dtype=torch.bool)
+            else:
+                x = pixels[branch].float().cpu()
+                present = torch.ones(batch, dtype=torch.bool) if masks[branch] is None else \
+                    masks[branch].cpu().bool().reshape(batch)
+            if flip_tta:  # the mirrored copies ride in the same run: one call, twice the batch
+                x, present = torch.cat([x, x.flip(-1)]), present.repeat(2)
+            pixel_name, mask_name = BRANCH_INPUTS[branch]
+            feeds[pixel_name], feeds[mask_name] = x.contiguous().numpy(), present.numpy()
+        probs, male = (torch.from_numpy(v) for v in self.session(branches).run(list(OUTPUT_NAMES), feeds))
+        if flip_tta:
+            probs, male = (probs[:batch] + probs[batch:]) / 2, (male[:batch] + male[batch:]) / 2
+        return self.model.summarize_probs(probs, male)  # expected age and spread: the torch code itself
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def build_estimator(model: MiVOLOLiteModel, backend: str = "torch", device: str | torch.device = "cpu"):
+    """The object whose ``predict`` AgePredictor calls: the torch model itself, or an
+    :class:`OnnxEstimator`. ``"auto"``: onnxruntime on CPU when it is installed and the model
+    exports (measured faster there, see the README's Speed section), torch otherwise."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    on_cpu = torch.device(device).type == "cpu"
+    if backend == "auto":
+        backend = "onnx" if on_cpu and onnxruntime_available() and onnx_exportable(model.config) else "torch"
+    if backend == "torch":
+        return model
+    if not on_cpu:
+        raise ValueError("backend='onnx' runs on the CPU (onnxruntime's CPU provider); use device='cpu'")
+    if not onnxruntime_available():
+        raise ImportError("backend='onnx' needs onnxruntime: pip install 'mivolo_lite[onnx]'")
+    return OnnxEstimator(model)

