@@ -68,12 +68,11 @@ def _offline_env() -> dict:
     return env
 
 
-@pytest.fixture(scope="module")
-def server():
-    """The demo, launched once for the module in this process on a free port."""
+def launch_demo(**app_options):
+    """The demo built with ``app_options`` and served in this process on a free loopback port."""
     from mivolo_lite.app import build_app, serve
 
-    demo = build_app(max_upload_mb=MAX_UPLOAD_MB)
+    demo = build_app(**app_options)
     for attempt in range(3):  # the free port may be taken between the check and the launch
         try:
             _, url, _ = serve(demo, host="127.0.0.1", port=_free_port(), prevent_thread_lock=True, quiet=True)
@@ -81,8 +80,15 @@ def server():
         except OSError:
             if attempt == 2:
                 raise
-    yield SimpleNamespace(url=url.rstrip("/"), demo=demo)
-    demo.close()
+    return SimpleNamespace(url=url.rstrip("/"), demo=demo)
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The demo, launched once for the module."""
+    app = launch_demo(max_upload_mb=MAX_UPLOAD_MB)
+    yield app
+    app.demo.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,12 @@ import base64
 import io
 import time
 from concurrent.futures import ThreadPoolExecutor
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from test_demo import DETECTOR, MODEL, _check_table, _free_port, _write_clip
+from test_demo import DETECTOR, MODEL, _check_table, _write_clip, launch_demo
 
 MAX_PIXELS = 2_000_000
 QUEUE_SIZE = 4
@@ -22,18 +21,9 @@ QUEUE_SIZE = 4
 
 @pytest.fixture(scope="module")
 def server():
-    from mivolo_lite.app import build_app, serve
-
-    demo = build_app(max_upload_mb=1, max_pixels=MAX_PIXELS, concurrency=1, queue_size=QUEUE_SIZE, time_limit_s=60)
-    for attempt in range(3):
-        try:
-            _, url, _ = serve(demo, host="127.0.0.1", port=_free_port(), prevent_thread_lock=True, quiet=True)
-            break
-        except OSError:
-            if attempt == 2:
-                raise
-    yield SimpleNamespace(url=url.rstrip("/"), demo=demo)
-    demo.close()
+    app = launch_demo(max_upload_mb=1, max_pixels=MAX_PIXELS, concurrency=1, queue_size=QUEUE_SIZE, time_limit_s=60)
+    yield app
+    app.demo.close()
 
 
 @pytest.fixture(scope="module")
@@ -136,13 +126,20 @@ def test_a_flood_of_requests_leaves_it_serving(server, client, tmp_path, assets)
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
-    small = tmp_path / "small.jpg"
-    Image.open(assets / "zidane.jpg").resize((160, 90)).save(small)
-    garbage = tmp_path / "garbage.jpg"
-    garbage.write_bytes(b"not an image " * 20)
+    # Distinct files: gradio caches uploads by content hash, and 50 identical uploads at once race
+    # on one cache file (a response can stream it while another request rewrites it).
+    base = Image.open(assets / "zidane.jpg").resize((160, 90))
+    paths = []
+    for i in range(50):
+        path = tmp_path / f"upload_{i}.jpg"
+        if i % 10 == 9:
+            path.write_bytes(b"not an image %d " % i * 20)
+        else:
+            base.rotate(i * 0.5).save(path)
+        paths.append(path)
 
     def one(i):
-        path = garbage if i % 10 == 9 else small
+        path = paths[i]
         try:
             client.predict(handle_file(str(path)), MODEL, DETECTOR, False, 18, 0.05, api_name="/predict")
             return "ok"

@@ -252,3 +252,24 @@ def test_predictor_with_random_boxes_never_crashes_a_batch(tiny_predictor, seed,
             for box in (p.face_box, p.body_box):
                 if box is not None:
                     assert 0 <= box[0] < box[2] <= w and 0 <= box[1] < box[3] <= h
+
+
+# -- coverage-guided (atheris) -----------------------------------------------------------------------------
+def test_atheris_fuzzing_of_decoding_detection_pairing_and_cropping_finds_no_crash(tmp_path):
+    """A bounded libFuzzer run of ``tests/atheris_image_pipeline.py`` (in a subprocess: libFuzzer
+    owns the process and exits when done), from a seed corpus of small valid images."""
+    pytest.importorskip("atheris")
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    harness = Path(__file__).with_name("atheris_image_pipeline.py")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    proc = subprocess.run([sys.executable, str(harness), "-runs=10000", "-max_total_time=90", "-seed=7",
+                           "-rss_limit_mb=4096", f"-artifact_prefix={tmp_path}/", str(corpus)],
+                          capture_output=True, text=True, timeout=300)
+    log = proc.stderr[-3000:]
+    assert proc.returncode == 0, log
+    assert "Done" in proc.stderr and len(list(corpus.iterdir())) > 20, log  # seeds written and fuzzed
+    assert not list(tmp_path.glob("crash-*")), log

@@ -15,7 +15,9 @@ class OpenCVDetector(Detector):
     name = "opencv"
 
     def __init__(self, face_max_side: int = 800, body_max_side: int = 640, min_face: int = 20,
-                 face_neighbors: int = 5, hog_threshold: float = 0.3, persons_from_faces: bool = True):
+                 min_face_fraction: float = 0.0, face_neighbors: int = 5, face_scale_step: float = 1.1,
+                 profile_scale_step: float = 1.1, hog_scale_step: float = 1.05, hog_threshold: float = 0.3,
+                 persons_from_faces: bool = True):
         if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "HOGDescriptor_getDefaultPeopleDetector"):
             raise RuntimeError("this OpenCV build lacks CascadeClassifier/HOG (OpenCV 5 removed them); "
                                "install 'opencv-python<5' or use detector='yolo:<weights>'")
@@ -28,6 +30,8 @@ class OpenCVDetector(Detector):
         self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
         self.face_max_side, self.body_max_side = face_max_side, body_max_side
         self.min_face, self.face_neighbors, self.hog_threshold = min_face, face_neighbors, hog_threshold
+        self.min_face_fraction = min_face_fraction
+        self.face_scale_step, self.profile_scale_step, self.hog_scale_step = face_scale_step, profile_scale_step, hog_scale_step
         self.persons_from_faces = persons_from_faces
 
     @staticmethod
@@ -40,11 +44,13 @@ class OpenCVDetector(Detector):
     def _faces(self, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         small, scale = self._scaled(image, self.face_max_side)
         gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
-        min_size = (max(12, int(self.min_face * scale)),) * 2
+        min_face = max(self.min_face, self.min_face_fraction * min(image.shape[:2]))
+        min_size = (max(12, int(min_face * scale)),) * 2
         boxes, scores = [], []
         for cascade, flip in ((self.frontal, False), (self.profile, False), (self.profile, True)):
             img = gray[:, ::-1].copy() if flip else gray
-            found, _, weights = cascade.detectMultiScale3(img, scaleFactor=1.1, minNeighbors=self.face_neighbors,
+            step = self.face_scale_step if cascade is self.frontal else self.profile_scale_step
+            found, _, weights = cascade.detectMultiScale3(img, scaleFactor=step, minNeighbors=self.face_neighbors,
                                                           minSize=min_size, outputRejectLevels=True)
             for (x, y, w, h), s in zip(np.asarray(found).reshape(-1, 4), np.asarray(weights).reshape(-1)):
                 if flip:
@@ -64,7 +70,7 @@ class OpenCVDetector(Detector):
         if min(small.shape[:2]) < 128:  # the HOG window is 64x128
             return torch.zeros(0, 4), torch.zeros(0)
         found, weights = self.hog.detectMultiScale(cv2.cvtColor(small, cv2.COLOR_RGB2BGR), winStride=(8, 8),
-                                                   padding=(8, 8), scale=1.05)
+                                                   padding=(8, 8), scale=self.hog_scale_step)
         found, weights = np.asarray(found).reshape(-1, 4), np.asarray(weights).reshape(-1)
         keep = weights >= self.hog_threshold
         if not keep.any():
