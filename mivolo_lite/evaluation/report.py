@@ -41,7 +41,9 @@ def interval_stats(preds: Predictions, calibration: AgeCalibration, coverage: fl
         return {}
     low, high = calibration.interval(preds.age[exact], preds.age_std[exact], coverage)
     y = preds.age_low[exact]
-    covered = (y >= np.floor(low)) & (y <= np.ceil(high))
+    # The whole-year age must lie in the real-valued interval the API returns; no rounding outwards,
+    # which would credit intervals that miss by up to a year on each side.
+    covered = (y >= low) & (y <= high)
     out = {"coverage_target": coverage, "coverage": float(covered.mean()), "mean_width": float((high - low).mean()),
            "per_age_band": {}}
     for lo, hi in AGE_BANDS:
