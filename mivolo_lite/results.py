@@ -53,6 +53,19 @@ class PersonResult:
         return d
 
 
+
+def label_boxes(anchors, sizes, image_width: int) -> list[tuple[int, int, int, int]]:
+    """Where to draw each label (x1, y1, x2, y2): just above its box's top-left corner, inside the
+    image, and moved down while it would hide an earlier label (people stand close together)."""
+    placed: list[tuple[int, int, int, int]] = []
+    for anchor, (width, height) in zip(anchors, sizes):
+        x = int(min(max(0, anchor[0]), max(0, image_width - width)))
+        y = max(int(anchor[1]), height)  # the label's bottom edge
+        while any(x < px2 and px1 < x + width and y - height < py2 and py1 < y for px1, py1, px2, py2 in placed):
+            y += height
+        placed.append((x, y - height, x + width, y))
+    return placed
+
 @dataclass
 class ImageResult:
     """All persons found in one image, sorted left to right. ``error`` is set (and ``persons``
@@ -118,23 +131,26 @@ class ImageResult:
         h, w = canvas.shape[:2]
         lw = line_width or max(1, round(0.002 * (h + w)))
         fs = font_scale or max(0.4, 0.0007 * (h + w))
-        for p in self.persons:
-            color = (60, 140, 255) if p.gender == "male" else (255, 80, 160)
+        colors = [(60, 140, 255) if p.gender == "male" else (255, 80, 160) for p in self.persons]
+        for p, color in zip(self.persons, colors):  # all boxes first, so that no box is drawn over a label
             if p.body_box is not None:
                 x1, y1, x2, y2 = (int(round(v)) for v in p.body_box)
                 cv2.rectangle(canvas, (x1, y1), (x2, y2), color, max(1, lw // 2))
-            anchor = p.face_box or p.body_box
             if p.face_box is not None:
                 x1, y1, x2, y2 = (int(round(v)) for v in p.face_box)
                 cv2.rectangle(canvas, (x1, y1), (x2, y2), color, lw)
+        labels, sizes = [], []
+        for p in self.persons:
             label = f"{p.age:.0f} {p.gender[0].upper()}"
             if p.age_interval is not None:
                 label += f" [{p.age_interval[0]:.0f}-{p.age_interval[1]:.0f}]"
-            x, y = int(anchor[0]), int(anchor[1])
             (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, fs, max(1, lw // 2))
-            y = max(y, th + base + 2)
-            cv2.rectangle(canvas, (x, y - th - base - 2), (x + tw + 2, y), color, -1)
-            cv2.putText(canvas, label, (x + 1, y - base), cv2.FONT_HERSHEY_SIMPLEX, fs, (255, 255, 255),
+            labels.append((label, base))
+            sizes.append((tw + 2, th + base + 2))
+        anchors = [p.face_box or p.body_box for p in self.persons]
+        for (label, base), color, (x1, y1, x2, y2) in zip(labels, colors, label_boxes(anchors, sizes, w)):
+            cv2.rectangle(canvas, (x1, y1), (x2, y2), color, -1)
+            cv2.putText(canvas, label, (x1 + 1, y2 - base), cv2.FONT_HERSHEY_SIMPLEX, fs, (255, 255, 255),
                         max(1, lw // 2), cv2.LINE_AA)
         return canvas
 

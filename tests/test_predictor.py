@@ -202,3 +202,16 @@ def test_undecodable_video_is_reported_not_raised(predictor, tmp_path):
     bad.write_bytes(b"\x00" * 100)
     result = predictor.predict_video(bad, progress=False)
     assert not result.ok and "bad.mp4" in result.error
+
+
+def test_labels_of_people_side_by_side_do_not_hide_each_other():
+    from mivolo_lite.results import label_boxes
+
+    # three faces at the same height, closer together than a label is wide; one near the right edge
+    anchors = [(100, 50, 140, 90), (130, 52, 170, 92), (390, 50, 400, 60)]
+    boxes = label_boxes(anchors, [(120, 20)] * 3, image_width=400)
+    for i, (ax1, ay1, ax2, ay2) in enumerate(boxes):
+        assert 0 <= ax1 and ax2 <= 400 and ay1 >= 0  # inside the image
+        for bx1, by1, bx2, by2 in boxes[i + 1:]:
+            assert not (ax1 < bx2 and bx1 < ax2 and ay1 < by2 and by1 < ay2)
+    assert boxes[0] == (100, 30, 220, 50)  # the first label sits right above its face
