@@ -131,7 +131,7 @@ def _pil_to_rgb(img: Image.Image, source) -> np.ndarray:
     try:
         return pil_to_rgb_array(img)
     except (OSError, SyntaxError, EOFError) as e:  # a lazily opened image decodes only now
-        raise ImageLoadError(source, f"the image data is corrupt or truncated ({e})") from None
+        raise _corrupt(source, e) from None
     except ValueError as e:
         raise ImageLoadError(source, f"unsupported colour mode {img.mode!r} ({e})") from None
 
@@ -153,11 +153,19 @@ def _decode(fp, source, limit: int) -> Image.Image:
         raise ImageLoadError(source, "not an image file (unrecognised format)") from None
     except Image.DecompressionBombError as e:
         raise ImageLoadError(source, f"over the pixel limit of PIL (a possible decompression bomb): {e}") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise ImageLoadError(source, f"the image data is corrupt or truncated ({e})") from None
+    except _DECODE_ERRORS as e:
+        raise _corrupt(source, e) from None
     _check_size(img, source, limit)
     try:
         img.load()
-    except (OSError, SyntaxError, ValueError, EOFError) as e:  # truncated data surfaces only on decode
-        raise ImageLoadError(source, f"the image data is corrupt or truncated ({e})") from None
+    except _DECODE_ERRORS as e:  # truncated data surfaces only on decode
+        raise _corrupt(source, e) from None
     return img
+
+
+# What PIL raises for damaged data, depending on the format and on where the damage is.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
+
+
+def _corrupt(source, error: Exception) -> ImageLoadError:
+    return ImageLoadError(source, f"the image data is corrupt or truncated ({error})")

@@ -53,7 +53,6 @@ class PersonResult:
         return d
 
 
-
 def label_boxes(anchors, sizes, image_width: int) -> list[tuple[int, int, int, int]]:
     """Where to draw each label (x1, y1, x2, y2): just above its box's top-left corner, inside the
     image, and moved down while it would hide an earlier label (people stand close together)."""
@@ -65,6 +64,7 @@ def label_boxes(anchors, sizes, image_width: int) -> list[tuple[int, int, int, i
             y += height
         placed.append((x, y - height, x + width, y))
     return placed
+
 
 @dataclass
 class ImageResult:

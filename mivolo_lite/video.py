@@ -87,15 +87,9 @@ class AgeSmoother:
 
 def _analyse_frame(predictor, image: np.ndarray, tracker, path: str, frame_index: int) -> ImageResult:
     """Detection, tracking, face-body pairing and estimation for one RGB frame."""
-    from .detection.pairing import crop_persons, match_faces_to_bodies
-
     det = predictor.detector.detect(image).checked().clipped(image.shape[1], image.shape[0])
-    det.track_ids = _track(tracker, det, image.shape)
-    pairs = match_faces_to_bodies(det.face_boxes, det.person_boxes)
-    crops = [p for p in crop_persons(image, det.face_boxes, det.person_boxes, pairs, det.face_scores,
-                                     det.person_scores, det.track_ids,
-                                     fill=tuple(int(v) for v in predictor.processor.fill_value))
-             if p.face_crop is not None or p.body_crop is not None]
+    det.track_ids = _track(tracker, det, image.shape)  # on the clipped boxes that the crops will use
+    crops = predictor._crops(image, det)
     frame_result = ImageResult(path, image=image, detector=predictor.detector.name, frame=frame_index)
     predictor._estimate_pending([(frame_result, crops)])
     return frame_result

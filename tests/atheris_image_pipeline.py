@@ -31,6 +31,8 @@ with atheris.instrument_imports(include=["mivolo_lite"]):
     from mivolo_lite.detection.opencv_detector import OpenCVDetector
     from mivolo_lite.detection.pairing import crop_persons, match_faces_to_bodies
 
+from test_fuzz import assert_inside, assert_rgb  # noqa: E402 - the property suite's own checks
+
 warnings.simplefilter("ignore")  # decoders warn about the corrupt data they are fed here
 DETECTOR = OpenCVDetector(face_max_side=160, body_max_side=160)  # small: many runs per second
 MAX_PIXELS = 4_000_000  # a fuzzed header may declare a huge image: the pixel limit must refuse it
@@ -51,11 +53,10 @@ def test_one_input(raw: bytes) -> None:
     except ImageLoadError:
         image = np.zeros((1 + len(faces) * 7, 1 + len(bodies) * 11, 3), np.uint8)
     else:
-        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+        assert_rgb(image)
         found = DETECTOR.detect(image)
-        h, w = image.shape[:2]
-        for b in (found.face_boxes, found.person_boxes):
-            assert ((b[:, 0] >= 0) & (b[:, 2] <= w) & (b[:, 1] >= 0) & (b[:, 3] <= h)).all()
+        for boxes in (found.face_boxes, found.person_boxes):
+            assert_inside(boxes, image.shape[1], image.shape[0])
     try:
         given = Detections(bodies, torch.ones(len(bodies)), faces, torch.ones(len(faces))).checked()
     except InvalidBoxesError:

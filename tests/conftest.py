@@ -61,5 +61,19 @@ def predictor():
     return AgePredictor.from_pretrained()
 
 
+def write_clip(path, frames: int, size=(640, 360), shift: int = 3, fourcc: str = "mp4v") -> Path:
+    """A short video made from ultralytics' zidane.jpg, shifted ``shift`` pixels right per frame
+    (people moving a little), at 10 fps."""
+    import cv2
+    from ultralytics.utils import ASSETS
+
+    image = cv2.resize(cv2.imread(str(Path(ASSETS) / "zidane.jpg")), size)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10, size)
+    for i in range(frames):
+        writer.write(np.roll(image, shift * i, axis=1))
+    writer.release()
+    return Path(path)
+
+
 def random_image(h=120, w=90, seed=0):
     return np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)

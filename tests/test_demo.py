@@ -23,6 +23,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from conftest import write_clip
+
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
@@ -271,14 +273,7 @@ def test_server_refuses_oversized_uploads(server, bus):
 
 
 def _write_clip(path: Path, frames: int = 6) -> Path:
-    import cv2
-
-    image = cv2.resize(cv2.imread(str(_assets() / "zidane.jpg")), (640, 360))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (640, 360))
-    for i in range(frames):
-        writer.write(np.roll(image, 4 * i, axis=1))  # people moving a little to the right
-    writer.release()
-    return path
+    return write_clip(path, frames, shift=4)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import write_clip
 from mivolo_lite._image_io import ImageLoadError
 from mivolo_lite.detection import Detections
 from mivolo_lite.detection.pairing import crop_persons, match_faces_to_bodies
@@ -174,18 +175,9 @@ def test_cli_on_a_folder_with_a_broken_file(tmp_path, assets):
     assert (out / "annotated" / "bus.jpg").exists() and (out / "predictions.json").exists()
 
 
-def make_video(path, assets, frames=8):
-    image = cv2.imread(str(assets / "zidane.jpg"))
-    image = cv2.resize(image, (640, 360))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (640, 360))
-    for i in range(frames):
-        writer.write(np.roll(image, 3 * i, axis=1))
-    writer.release()
-
-
-def test_video_tracks_people_and_smooths_age(predictor, tmp_path, assets):
+def test_video_tracks_people_and_smooths_age(predictor, tmp_path):
     video = tmp_path / "clip.mp4"
-    make_video(video, assets)
+    write_clip(video, frames=8, shift=3)
     out = tmp_path / "annotated.mp4"
     result = predictor.predict_video(video, output=out, progress=False)
     assert result.ok, result.error

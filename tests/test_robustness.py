@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from conftest import REPO, random_image, tiny_config
+from conftest import REPO, random_image, tiny_config, write_clip
 from mivolo_lite._image_io import ImageLoadError, load_image
 from mivolo_lite.detection import Detections, Detector, InvalidBoxesError
 from mivolo_lite.detection.pairing import crop_persons, match_faces_to_bodies
@@ -37,13 +37,8 @@ def _exif_rotated(photo: Image.Image, orientation: int) -> tuple[Image.Image, by
     return photo.transpose(stored), exif.tobytes()
 
 
-def _clip(path: Path, assets: Path, frames: int = 12, fourcc: str = "MJPG") -> Path:
-    image = cv2.resize(cv2.imread(str(assets / "zidane.jpg")), (320, 180))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10, (320, 180))
-    for i in range(frames):
-        writer.write(np.roll(image, 5 * i, axis=1))
-    writer.release()
-    return path
+def _clip(path: Path, frames: int = 12) -> Path:
+    return write_clip(path, frames, size=(320, 180), shift=5, fourcc="MJPG")
 
 
 @pytest.fixture(scope="module")
@@ -126,9 +121,9 @@ def test_awkward_files_through_the_python_api(predictor, corpus, assets):
         predictor.predict(str(folder / "truncated.jpg"))
 
 
-def test_awkward_files_through_the_command_line(corpus, tmp_path, assets):
+def test_awkward_files_through_the_command_line(corpus, tmp_path):
     folder, expect = corpus
-    whole = _clip(tmp_path / "whole.avi", assets, frames=8)
+    whole = _clip(tmp_path / "whole.avi", frames=8)
     cut = tmp_path / "cut.avi"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     empty = tmp_path / "empty.mp4"
@@ -296,8 +291,8 @@ def test_a_failing_detector_costs_one_result_not_the_batch(flaky_predictor):
     assert results[1].error == "<input 1>: RuntimeError: detector crashed"
 
 
-def test_video_that_ends_early_keeps_its_frames_and_says_so(predictor, tmp_path, assets):
-    whole = _clip(tmp_path / "whole.avi", assets)
+def test_video_that_ends_early_keeps_its_frames_and_says_so(predictor, tmp_path):
+    whole = _clip(tmp_path / "whole.avi")
     cut = tmp_path / "cut.avi"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     results = predictor.predict([str(cut), str(tmp_path / "missing.mp4"), random_image()])
@@ -308,13 +303,13 @@ def test_video_that_ends_early_keeps_its_frames_and_says_so(predictor, tmp_path,
     assert f"ended early: decoded {len(frames)} of 12 declared frames" in errors[0]
 
 
-def test_video_that_cannot_be_decoded_or_runs_out_of_time(predictor, tmp_path, assets):
+def test_video_that_cannot_be_decoded_or_runs_out_of_time(predictor, tmp_path):
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
     assert "cannot read video" in predictor.predict_video(empty, progress=False).error
     with pytest.raises(ImageLoadError, match="cannot read video"):
         predictor.predict(str(empty))
-    clip = _clip(tmp_path / "clip.avi", assets, frames=4)
+    clip = _clip(tmp_path / "clip.avi", frames=4)
     timed_out = predictor.predict_video(clip, progress=False, max_seconds=0)
     assert timed_out.frames == [] and "time limit of 0 s" in timed_out.error
 

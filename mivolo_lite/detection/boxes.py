@@ -16,13 +16,17 @@ class InvalidBoxesError(ValueError):
     """Boxes (or their scores) that cannot be used; the message says which ones and why."""
 
 
+def _as_tensor(values, what: str) -> torch.Tensor:
+    try:
+        return torch.as_tensor(values if torch.is_tensor(values) else np.asarray(values, dtype=np.float32))
+    except (TypeError, ValueError) as e:
+        raise InvalidBoxesError(f"{what}: not an array of numbers ({e})") from None
+
+
 def as_boxes(boxes, what: str = "boxes") -> torch.Tensor:
     """``boxes`` (tensor, array or nested list, shape (N, 4) or empty) -> float32 tensor (N, 4).
     Raises :class:`InvalidBoxesError` for another shape, non-finite values or swapped corners."""
-    try:
-        t = torch.as_tensor(np.asarray(boxes, dtype=np.float32) if not torch.is_tensor(boxes) else boxes)
-    except (TypeError, ValueError) as e:
-        raise InvalidBoxesError(f"{what}: not an array of numbers ({e})") from None
+    t = _as_tensor(boxes, what)
     if t.numel() == 0:
         return torch.zeros(0, 4)
     if t.ndim != 2 or t.shape[1] != 4:
@@ -42,11 +46,7 @@ def as_boxes(boxes, what: str = "boxes") -> torch.Tensor:
 
 def as_scores(scores, n: int, what: str = "scores") -> torch.Tensor:
     """``scores`` -> float32 tensor (n,), finite; :class:`InvalidBoxesError` otherwise."""
-    try:
-        t = torch.as_tensor(np.asarray(scores, dtype=np.float32) if not torch.is_tensor(scores) else scores)
-    except (TypeError, ValueError) as e:
-        raise InvalidBoxesError(f"{what}: not an array of numbers ({e})") from None
-    t = t.float().reshape(-1)
+    t = _as_tensor(scores, what).float().reshape(-1)
     if len(t) != n:
         raise InvalidBoxesError(f"{what}: {len(t)} score(s) for {n} box(es)")
     if not torch.isfinite(t).all():
