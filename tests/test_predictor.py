@@ -41,6 +41,12 @@ def test_face_at_the_feet_of_a_body_is_not_its_face():
     assert sorted(match_faces_to_bodies(d.face_boxes, d.person_boxes), key=str) == sorted([(0, None), (None, 0)], key=str)
 
 
+def test_face_of_a_closeup_is_paired_with_its_body_cut_by_the_frame():
+    # a portrait: the body box ends at the bottom edge, so the face fills its lower half
+    d = det(persons=[[0, 23, 227, 256]], faces=[[28, 89, 161, 222]])
+    assert match_faces_to_bodies(d.face_boxes, d.person_boxes) == [(0, 0)]
+
+
 def test_body_crop_hides_other_people_and_drops_mostly_hidden_crops():
     image = np.full((400, 600, 3), 200, np.uint8)
     d = det(persons=[[0, 0, 300, 400], [200, 0, 500, 400], [210, 20, 320, 390]], faces=[[20, 10, 60, 50]])

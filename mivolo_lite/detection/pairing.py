@@ -20,8 +20,10 @@ from .boxes import InvalidBoxesError, as_boxes
 
 
 def face_in_body_scores(faces: torch.Tensor, bodies: torch.Tensor) -> torch.Tensor:
-    """(F, B): share of each face box's area inside each body box, halved when the face centre
-    sits in the lower half of the body (a face belongs near the top of its body)."""
+    """(F, B): share of each face box's area inside each body box, halved when the face sits low
+    in the body: a face belongs near the top of its body, with its centre in the body's upper
+    half or its top within one face height of the body's top (a body cut by the bottom of the
+    frame, as in close-ups, may be little taller than its face)."""
     if faces.numel() == 0 or bodies.numel() == 0:
         return torch.zeros(len(faces), len(bodies))
     # float64: products of huge (but finite) float32 coordinates must not overflow to inf/NaN
@@ -31,7 +33,7 @@ def face_in_body_scores(faces: torch.Tensor, bodies: torch.Tensor) -> torch.Tens
     face_area = ((f[..., 2] - f[..., 0]) * (f[..., 3] - f[..., 1])).clamp_min(1e-6)
     inside = iw * ih / face_area
     centre_y = (f[..., 1] + f[..., 3]) / 2
-    upper = centre_y <= (b[..., 1] + 0.5 * (b[..., 3] - b[..., 1]))
+    upper = (centre_y <= (b[..., 1] + 0.5 * (b[..., 3] - b[..., 1]))) | (f[..., 1] - b[..., 1] <= f[..., 3] - f[..., 1])
     return torch.where(upper, inside, inside * 0.5).float()
 
 
