@@ -86,3 +86,16 @@ def test_people_detector_is_skipped_only_in_closeups(aaf_photos, assets, monkeyp
     detector.closeup_face_fraction = None
     detector.detect(portrait)
     assert len(calls) == 2
+
+
+def test_detection_leaves_opencv_thread_count_as_it_found_it(aaf_photos):
+    import cv2
+
+    detector = OpenCVDetector()
+    before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(1)
+        detector.detect(aaf_photos[0][0])
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(before)

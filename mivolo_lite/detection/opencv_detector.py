@@ -14,7 +14,8 @@ from .base import Detections, Detector, nms
 
 class OpenCVDetector(Detector):
     """``face_model``: ``"blazeface"`` (default: fast, finds profiles) or ``"haar"`` (OpenCV's
-    frontal + profile cascades; the scale-step and neighbour arguments apply to it alone).
+    frontal + profile cascades; ``face_max_side`` and the scale-step and neighbour arguments apply
+    to it alone).
     ``blazeface_options`` go to :class:`~.blazeface.BlazeFace` (thresholds, tiling).
 
     ``closeup_face_fraction``: when faces were found and every one is at least this fraction of
