@@ -66,18 +66,19 @@ class OpenCVDetector(Detector):
     def _faces(self, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         if self.face_model == "blazeface":
             boxes, scores = self.blazeface(image)
-            if self.min_face or self.min_face_fraction:
-                side = torch.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-                keep = side >= max(self.min_face, self.min_face_fraction * min(image.shape[:2]))
-                boxes, scores = boxes[keep], scores[keep]
-            return boxes, scores
+            side = torch.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+            keep = side >= self._min_face_side(image)
+            return boxes[keep], scores[keep]
         return self._haar_faces(image)
+
+    def _min_face_side(self, image: np.ndarray) -> float:
+        """Smallest face side in pixels that either face model reports."""
+        return max(self.min_face, self.min_face_fraction * min(image.shape[:2]))
 
     def _haar_faces(self, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         small, scale = self._scaled(image, self.face_max_side)
         gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
-        min_face = max(self.min_face, self.min_face_fraction * min(image.shape[:2]))
-        min_size = (max(12, int(min_face * scale)),) * 2
+        min_size = (max(12, int(self._min_face_side(image) * scale)),) * 2
         boxes, scores = [], []
         for cascade, flip in ((self.frontal, False), (self.profile, False), (self.profile, True)):
             img = gray[:, ::-1].copy() if flip else gray
