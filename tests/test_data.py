@@ -48,6 +48,32 @@ def test_dataset_items_and_augmentation(annotations):
     assert not (train[0]["face_pixel_values"] == train[0]["face_pixel_values"]).all()  # training is augmented
 
 
+def test_teacher_labels_round_trip_and_reach_the_right_samples(annotations, tmp_path):
+    import csv
+
+    from mivolo_lite.data.teacher import TEACHER_COLUMNS, format_teacher_row, read_teacher_labels
+
+    recs = read_annotations(annotations / "aaf_val.csv")[:3] + read_annotations(annotations / "peta_val.csv")[:1]
+    probs = np.zeros(120)
+    probs[[25, 110]] = 0.75, 0.25  # 110 lies past the model's grid: counted in its last bin
+    path = tmp_path / "teacher.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(TEACHER_COLUMNS)
+        writer.writerow(format_teacher_row(recs[0].image, recs[0].face_box, 0.8, probs))
+    labels = read_teacher_labels(path)
+    ds = AgeDataset(recs, MiVOLOLiteImageProcessor(size=32), train=True, teacher=labels, age_range=(0, 100))
+    first, second, body = ds[0], ds[1], ds[3]
+    assert first["teacher_age_probs"].shape == (101,)
+    assert first["teacher_age_probs"][25] == pytest.approx(0.75) and first["teacher_age_probs"][100] == pytest.approx(0.25)
+    assert first["teacher_male"] == pytest.approx(0.8)
+    assert second["teacher_age_probs"].sum() == 0 and math.isnan(second["teacher_male"])  # no label: no teacher
+    assert body["teacher_age_probs"].sum() == 0  # a body without a face box
+    (tmp_path / "bad.csv").write_text("image,face_box\nx.jpg,0 0 1 1\n")
+    with pytest.raises(ValueError, match="bad.csv"):
+        read_teacher_labels(tmp_path / "bad.csv")
+
+
 def test_corrupt_training_image_is_skipped_and_counted(tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"garbage")

@@ -142,3 +142,27 @@ def test_fused_model_gives_the_same_outputs():
     model.fuse_for_inference()
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     assert torch.allclose(before, model(face, body).age_logits, atol=1e-4)
+
+
+def test_distillation_targets_pull_towards_the_teacher():
+    ages = torch.arange(0, 101, dtype=torch.float32)
+    logits = torch.zeros(2, 101)
+    logits[:, 40:45] = 5.0  # mass on 40-44
+    label = torch.tensor([30.0, 30.0])
+    teacher = torch.zeros(2, 101)
+    teacher[0, 42] = 1.0  # the teacher agrees with the model, not with the label
+    plain = age_distribution_loss(logits, ages, label, label)
+    distilled = age_distribution_loss(logits, ages, label, label, teacher_probs=teacher, teacher_weight=0.5)
+    assert distilled < plain  # sample 0's target moved towards where the model already is
+    # a row without a teacher distribution (all zero) keeps the plain target exactly
+    assert torch.allclose(age_distribution_loss(logits[1:], ages, label[1:], label[1:], teacher_probs=teacher[1:],
+                                                teacher_weight=0.5),
+                          age_distribution_loss(logits[1:], ages, label[1:], label[1:]))
+
+    g_logits = torch.tensor([-2.0, -2.0])  # the model says female
+    male = torch.tensor([1, 1])
+    unsure_teacher = torch.tensor([0.1, float("nan")])
+    assert gender_loss(g_logits[:1], male[:1], teacher_male=unsure_teacher[:1], teacher_weight=0.5) \
+        < gender_loss(g_logits[:1], male[:1])
+    assert gender_loss(g_logits[1:], male[1:], teacher_male=unsure_teacher[1:], teacher_weight=0.5) \
+        == gender_loss(g_logits[1:], male[1:])

@@ -1,4 +1,5 @@
-"""accelerate launch with 2 CPU processes on a tiny real subset: checkpoint, then exact resume."""
+"""accelerate launch with 2 CPU processes on a tiny real subset (with teacher soft labels for some faces):
+checkpoint, then exact resume."""
 
 import json
 import os
@@ -19,6 +20,7 @@ data:
   limit_per_csv: 16
   cache_images: false
   num_workers: 0
+  teacher_labels: {teacher}
 optim:
   epochs: 3
   batch_size: 4
@@ -37,14 +39,36 @@ def launch(config, *extra):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
 
 
+def write_teacher_labels(path, records):
+    """Soft labels as tools/teacher_labels.py writes them (a made-up teacher: the run must use them,
+    not learn from them)."""
+    import csv
+
+    import numpy as np
+
+    from mivolo_lite.data.teacher import TEACHER_COLUMNS, format_teacher_row
+
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(TEACHER_COLUMNS)
+        for r in records:
+            probs = np.exp(-0.5 * ((np.arange(81) - r.age) / 4.0) ** 2)
+            writer.writerow(format_teacher_row(r.image, r.face_box, 0.7, probs / probs.sum()))
+
+
 def test_two_process_training_checkpoints_and_resumes(tmp_path, annotations):
+    from mivolo_lite.data.annotations import read_annotations
+
     out = tmp_path / "run"
     config = tmp_path / "tiny.yaml"
-    config.write_text(CONFIG.format(out=out, ann=annotations))
+    teacher = tmp_path / "teacher.csv"
+    write_teacher_labels(teacher, read_annotations(annotations / "utkface_train.csv")[:10])
+    config.write_text(CONFIG.format(out=out, ann=annotations, teacher=teacher))
     first = launch(config, "--max-steps", "4")
     assert first.returncode == 0, first.stderr[-3000:]
     assert (out / "checkpoints" / "step_4").is_dir()
     assert "stopped at step 4" in first.stdout + first.stderr
+    assert "teacher labels for 10 of 48 training samples" in first.stdout + first.stderr  # distillation is on
 
     second = launch(config, "--resume")
     assert second.returncode == 0, second.stderr[-3000:]

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset, Sampler
 from .._image_io import ImageLoadError, load_image
 from ..models.image_processing_mivolo_lite import MiVOLOLiteImageProcessor
 from .annotations import AnnotationRecord
+from .teacher import TeacherLabel, teacher_key
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,9 @@ def age_balance_weights(records: list[AnnotationRecord], bin_years: int = 5, pow
 class AgeDataset(Dataset):
     """Yields dicts with ``face_pixel_values``, ``body_pixel_values`` (3, S, S), ``face_mask``,
     ``body_mask``, ``age_low``, ``age_high``, ``gender``, ``sample_weight``, ``index`` and
-    ``image_ok``.
+    ``image_ok``; with ``teacher`` labels (knowledge distillation, see :mod:`.teacher`) also
+    ``teacher_age_probs`` (probabilities on the model's whole-year grid ``age_range``; all zero
+    where the teacher has no label for the sample) and ``teacher_male`` (NaN where it has none).
 
     ``cache=True`` keeps decoded images in memory (the sets here fit easily), which matters on a
     2-core machine. An unreadable image is not fatal: the sample comes back with both masks off,
@@ -67,7 +70,8 @@ class AgeDataset(Dataset):
 
     def __init__(self, records: list[AnnotationRecord], processor: MiVOLOLiteImageProcessor, train: bool = False,
                  augment: AugmentConfig | None = None, cache: bool = False, balance_ages: bool = True,
-                 seed: int = 0):
+                 seed: int = 0, teacher: dict[tuple, TeacherLabel] | None = None,
+                 age_range: tuple[int, int] = (0, 100)):
         self.records = records
         self.processor = processor
         self.train = train
@@ -76,6 +80,19 @@ class AgeDataset(Dataset):
         self.weights = age_balance_weights(records) if (train and balance_ages) else [1.0] * len(records)
         self.bad_indices: set[int] = set()
         self.seed = seed
+        self.teacher, self.age_range = teacher, age_range
+
+    def _teacher_fields(self, record: AnnotationRecord) -> dict:
+        lo, hi = self.age_range
+        probs, male = torch.zeros(hi - lo + 1), math.nan
+        label = self.teacher.get(teacher_key(record.image, record.face_box)) if record.face_box is not None else None
+        if label is not None:
+            # the teacher's ages 0, 1, ... onto the grid lo..hi; ages outside it go to its end bins
+            years = np.clip(np.arange(label.age_probs.size), lo, hi) - lo
+            np.add.at(grid := np.zeros(hi - lo + 1, dtype=np.float32), years, label.age_probs)
+            probs = torch.from_numpy(grid)
+            male = label.male_prob
+        return {"teacher_age_probs": probs, "teacher_male": torch.tensor(male, dtype=torch.float32)}
 
     def __len__(self) -> int:
         return len(self.records)
@@ -128,6 +145,8 @@ class AgeDataset(Dataset):
                 "gender": torch.tensor(record.gender_label, dtype=torch.long),
                 "sample_weight": torch.tensor(self.weights[index], dtype=torch.float32),
                 "image_ok": torch.tensor(True)}
+        if self.teacher is not None:
+            item.update(self._teacher_fields(record))
         try:
             image = self._image(index)
         except ImageLoadError as e:

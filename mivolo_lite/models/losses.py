@@ -20,6 +20,8 @@ def age_distribution_loss(
     label_sigma: float = 2.0,
     mean_weight: float = 0.2,
     variance_weight: float = 0.05,
+    teacher_probs: torch.Tensor | None = None,
+    teacher_weight: float = 0.0,
 ) -> torch.Tensor:
     """Loss over a softmax distribution ``logits`` (B, K) on the age grid ``ages`` (K,).
 
@@ -28,7 +30,11 @@ def age_distribution_loss(
       MAE measures, and the distribution's variance, which keeps it honest and unimodal);
     - intervals: negative log of the probability mass inside ``[low, high]``; the model is free to
       place the mass anywhere inside, which is all an age group tells us;
-    - unknown ages contribute nothing.
+    - unknown ages contribute nothing;
+    - knowledge distillation: where ``teacher_probs`` (B, K) has a distribution (rows that sum to
+      0 have none), an exact age's cross-entropy target is ``(1 - teacher_weight)`` times the
+      Gaussian plus ``teacher_weight`` times the teacher's distribution. The L1 term stays on the
+      true age: the teacher shapes the distribution, the label keeps its mean honest.
     Returns the weighted mean over labelled samples (0 when none are labelled).
     """
     known = ~(torch.isnan(low) | torch.isnan(high))
@@ -37,6 +43,8 @@ def age_distribution_loss(
     if not known.any():
         return logits.sum() * 0.0
     logits, low, high, weight = logits[known], low[known], high[known], weight[known]
+    if teacher_probs is not None:
+        teacher_probs = teacher_probs[known]
     log_p = F.log_softmax(logits.float(), dim=-1)
     p = log_p.exp()
     exact = (high - low) < 0.5
@@ -46,6 +54,11 @@ def age_distribution_loss(
         target_age = low[exact].unsqueeze(1)
         target = torch.exp(-0.5 * ((ages.unsqueeze(0) - target_age) / label_sigma) ** 2)
         target = target / target.sum(dim=1, keepdim=True)
+        if teacher_probs is not None and teacher_weight > 0:
+            t = teacher_probs[exact].float()
+            has = t.sum(dim=1, keepdim=True) > 0
+            mixed = (1 - teacher_weight) * target + teacher_weight * t / t.sum(dim=1, keepdim=True).clamp_min(1e-8)
+            target = torch.where(has, mixed, target)
         ce = -(target * log_p[exact]).sum(dim=1)
         mean = (p[exact] * ages).sum(dim=1)
         var = (p[exact] * (ages.unsqueeze(0) - mean.unsqueeze(1)) ** 2).sum(dim=1)
@@ -57,11 +70,19 @@ def age_distribution_loss(
     return (per_sample * weight).sum() / weight.sum().clamp_min(1e-6)
 
 
-def gender_loss(logits: torch.Tensor, gender: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Binary cross-entropy on samples whose gender is known (label 0 or 1; -1 is masked out)."""
+def gender_loss(logits: torch.Tensor, gender: torch.Tensor, weight: torch.Tensor | None = None,
+                teacher_male: torch.Tensor | None = None, teacher_weight: float = 0.0) -> torch.Tensor:
+    """Binary cross-entropy on samples whose gender is known (label 0 or 1; -1 is masked out).
+    Knowledge distillation: where ``teacher_male`` (P(male) by a teacher) is not NaN, the target
+    is ``(1 - teacher_weight) * label + teacher_weight * teacher_male``."""
     known = gender >= 0
     if not known.any():
         return logits.sum() * 0.0
     w = torch.ones_like(gender, dtype=torch.float32) if weight is None else weight.float()
-    per_sample = F.binary_cross_entropy_with_logits(logits[known].float(), gender[known].float(), reduction="none")
+    target = gender.float()
+    if teacher_male is not None and teacher_weight > 0:
+        teacher_male = teacher_male.float()
+        target = torch.where(torch.isnan(teacher_male), target,
+                             (1 - teacher_weight) * target + teacher_weight * teacher_male)
+    per_sample = F.binary_cross_entropy_with_logits(logits[known].float(), target[known], reduction="none")
     return (per_sample * w[known]).sum() / w[known].sum().clamp_min(1e-6)

@@ -184,6 +184,10 @@ class MiVOLOLiteModel(MiVOLOLitePreTrainedModel):
         gender: torch.Tensor | None = None,
         sample_weight: torch.Tensor | None = None,
         branch_drop_prob: float = 0.0,
+        teacher_age_probs: torch.Tensor | None = None,
+        teacher_male: torch.Tensor | None = None,
+        distill_age_weight: float = 0.0,
+        distill_gender_weight: float = 0.0,
         **kwargs,
     ) -> MiVOLOLiteOutput:
         if face_pixel_values is None and body_pixel_values is None:
@@ -210,9 +214,11 @@ class MiVOLOLiteModel(MiVOLOLitePreTrainedModel):
         out = self.summarize(age_logits, gender_logits)
 
         if age_low is not None or gender is not None:
-            a_loss = age_distribution_loss(age_logits, self.age_grid, age_low, age_high, sample_weight) \
+            a_loss = age_distribution_loss(age_logits, self.age_grid, age_low, age_high, sample_weight,
+                                           teacher_probs=teacher_age_probs, teacher_weight=distill_age_weight) \
                 if age_low is not None else age_logits.sum() * 0.0
-            g_loss = gender_loss(gender_logits, gender, sample_weight) if gender is not None else gender_logits.sum() * 0.0
+            g_loss = gender_loss(gender_logits, gender, sample_weight, teacher_male=teacher_male,
+                                 teacher_weight=distill_gender_weight) if gender is not None else gender_logits.sum() * 0.0
             out.age_loss, out.gender_loss = a_loss, g_loss
             out.loss = a_loss + g_loss
         return out

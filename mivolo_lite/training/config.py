@@ -30,6 +30,8 @@ class DataSection:
     cache_images: bool = True
     num_workers: int = 1
     balance_ages: bool = True
+    # knowledge distillation: soft labels of a teacher for training faces (tools/teacher_labels.py)
+    teacher_labels: str | None = None
 
 
 @dataclass
@@ -49,6 +51,9 @@ class OptimSection:
     # The age loss (cross-entropy over 101 bins + L1 in years) has far larger gradients than the
     # gender BCE and swamps it in the shared layers; this weight evens them out.
     gender_loss_weight: float = 3.0
+    # with data.teacher_labels: share of the teacher in the age-distribution and gender targets
+    distill_age_weight: float = 0.5
+    distill_gender_weight: float = 0.5
     mixed_precision: str = "no"  # "no" | "fp16" | "bf16"
 
 

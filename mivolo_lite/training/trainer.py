@@ -30,6 +30,7 @@ from transformers import get_cosine_schedule_with_warmup
 from ..data.annotations import read_annotations
 from ..data.converters import convert_all
 from ..data.dataset import AgeDataset, EpochShuffleSampler
+from ..data.teacher import read_teacher_labels, teacher_key
 from ..evaluation.inference import predict_batches
 from ..evaluation.metrics import summarize_predictions
 from ..models import MiVOLOLiteConfig, MiVOLOLiteImageProcessor, MiVOLOLiteModel
@@ -132,8 +133,13 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
     processor = MiVOLOLiteImageProcessor(size=model_cfg.image_size)
 
     train_csv, val_csv = _csv_lists(cfg, accelerator)
+    teacher = read_teacher_labels(cfg.data.teacher_labels) if cfg.data.teacher_labels else None
     train_ds = AgeDataset(_records(train_csv, cfg.data.limit_per_csv), processor, train=True,
-                          cache=cfg.data.cache_images, balance_ages=cfg.data.balance_ages, seed=cfg.seed)
+                          cache=cfg.data.cache_images, balance_ages=cfg.data.balance_ages, seed=cfg.seed,
+                          teacher=teacher, age_range=(model_cfg.min_age, model_cfg.max_age))
+    if teacher is not None:
+        labelled = sum(r.face_box is not None and teacher_key(r.image, r.face_box) in teacher for r in train_ds.records)
+        accelerator.print(f"teacher labels for {labelled} of {len(train_ds)} training samples ({cfg.data.teacher_labels})")
     val_sets = {Path(p).stem: AgeDataset(_records([p], cfg.data.limit_per_csv), processor, cache=cfg.data.cache_images)
                 for p in val_csv}
     # (index, epoch) pairs: augmentation draws depend on them alone, so a resumed run continues exactly
@@ -217,8 +223,11 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
             state.bad_images += int(accelerator.reduce((~batch["image_ok"]).sum(), reduction="sum"))
             with accelerator.accumulate(model):
                 out = model(**{k: batch[k] for k in ("face_pixel_values", "body_pixel_values", "face_mask", "body_mask",
-                                                     "age_low", "age_high", "gender", "sample_weight")},
-                            branch_drop_prob=cfg.optim.branch_drop_prob)
+                                                     "age_low", "age_high", "gender", "sample_weight",
+                                                     "teacher_age_probs", "teacher_male") if k in batch},
+                            branch_drop_prob=cfg.optim.branch_drop_prob,
+                            distill_age_weight=cfg.optim.distill_age_weight,
+                            distill_gender_weight=cfg.optim.distill_gender_weight)
                 accelerator.backward(out.age_loss + cfg.optim.gender_loss_weight * out.gender_loss)
                 if accelerator.sync_gradients and cfg.optim.grad_clip:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)

@@ -1,0 +1,53 @@
+"""Teacher soft labels for knowledge distillation (written by ``tools/teacher_labels.py``).
+
+One CSV row per face: ``image,face_box,male_prob,age_probs`` where ``age_probs`` holds
+space-separated probabilities for ages 0, 1, 2, ... years. Rows are matched to annotation
+records by the image's resolved path and the face box, so the same CSV serves any annotation
+file that points at the same pictures.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+TEACHER_COLUMNS = ["image", "face_box", "male_prob", "age_probs"]
+
+
+@dataclass(frozen=True)
+class TeacherLabel:
+    age_probs: np.ndarray  # (n_years,) probabilities for ages 0..n_years-1
+    male_prob: float
+
+
+def teacher_key(image: str | os.PathLike, face_box) -> tuple[str, tuple[int, ...]]:
+    return os.path.realpath(image), tuple(int(round(v)) for v in face_box)
+
+
+def format_teacher_row(image, face_box, male_prob: float, age_probs: np.ndarray) -> list[str]:
+    return [os.path.realpath(image), " ".join(f"{v:g}" for v in face_box), f"{male_prob:.4f}",
+            " ".join(f"{p:.5f}" for p in age_probs)]
+
+
+def read_teacher_labels(path: str | Path) -> dict[tuple[str, tuple[int, ...]], TeacherLabel]:
+    labels = {}
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = set(TEACHER_COLUMNS) - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{path}: not a teacher-label CSV (missing columns {sorted(missing)})")
+        for line, row in enumerate(reader, start=2):
+            try:
+                box = [float(v) for v in row["face_box"].split()]
+                probs = np.array([float(v) for v in row["age_probs"].split()], dtype=np.float32)
+                male = float(row["male_prob"])
+            except ValueError as e:
+                raise ValueError(f"{path}, line {line}: {e}") from e
+            if len(box) != 4 or probs.size == 0 or not 0.0 <= male <= 1.0 or probs.sum() <= 0:
+                raise ValueError(f"{path}, line {line}: bad face box, probabilities or male_prob")
+            labels[teacher_key(row["image"], box)] = TeacherLabel(probs / probs.sum(), male)
+    return labels
