@@ -72,6 +72,16 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou: float) -> torch.Tensor:
     return tv_nms(boxes.float(), scores.float(), iou)
 
 
+def all_faces_at_least(face_boxes, fraction: float, shape) -> bool:
+    """True when there are faces and each one's longer side is at least ``fraction`` of the
+    image's longer side (``shape``: the image's (height, width, ...)): a portrait or close-up."""
+    boxes = torch.as_tensor(face_boxes).reshape(-1, 4)
+    if len(boxes) == 0:
+        return False
+    sides = torch.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    return bool(sides.min() >= fraction * max(shape[:2]))
+
+
 def build_detector(spec=None, device: str = "cpu") -> Detector:
     """``None``/``"opencv"`` -> the offline OpenCV detector; ``"yolo:<path or hub repo id>"`` (or a
     path ending in ``.pt``) -> ultralytics YOLO; a :class:`Detector` instance is returned as is."""

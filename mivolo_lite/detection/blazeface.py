@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import torch
 
-from .base import nms
+from .base import all_faces_at_least, nms
 
 MODEL_FILE = "blazeface_full_range.tflite"
 INPUT_SIZE = 192
@@ -81,10 +81,7 @@ class BlazeFace:
 
     def _tiles(self, h: int, w: int, faces: np.ndarray):
         """Overlapping square-ish tiles ``(x0, y0, x1, y1)`` for each grid in ``tile_grids``."""
-        if max(h, w) < self.min_tiling_side:
-            return
-        sides = np.maximum(faces[:, 2] - faces[:, 0], faces[:, 3] - faces[:, 1])
-        if len(sides) and sides.min() >= self.tile_below * max(h, w):
+        if max(h, w) < self.min_tiling_side or all_faces_at_least(faces, self.tile_below, (h, w)):
             return
         for g in self.tile_grids:
             if g < 2:

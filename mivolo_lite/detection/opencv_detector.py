@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import torch
 
-from .base import Detections, Detector, nms
+from .base import Detections, Detector, all_faces_at_least, nms
 
 
 class OpenCVDetector(Detector):
@@ -132,12 +132,6 @@ class OpenCVDetector(Detector):
         extra = torch.stack([f[:, 0] - w, f[:, 1] - 0.5 * h, f[:, 2] + w, f[:, 3] + 3.0 * h], dim=1)
         return torch.cat([person_boxes, extra]), torch.cat([person_scores, face_scores[~covered] * 0.5])
 
-    def _closeup(self, face_boxes: torch.Tensor, shape) -> bool:
-        if self.closeup_face_fraction is None or len(face_boxes) == 0:
-            return False
-        sides = torch.maximum(face_boxes[:, 2] - face_boxes[:, 0], face_boxes[:, 3] - face_boxes[:, 1])
-        return bool(sides.min() >= self.closeup_face_fraction * max(shape[:2]))
-
     def detect(self, image: np.ndarray) -> Detections:
         # Importing ultralytics sets OpenCV to one thread (cv2.setNumThreads(0), for its data
         # loaders); detection here runs in the caller's process and may use as many threads as
@@ -151,7 +145,8 @@ class OpenCVDetector(Detector):
 
     def _detect(self, image: np.ndarray) -> Detections:
         face_boxes, face_scores = self._faces(image)
-        if self._closeup(face_boxes, image.shape):
+        if self.closeup_face_fraction is not None and all_faces_at_least(face_boxes, self.closeup_face_fraction,
+                                                                          image.shape):
             person_boxes, person_scores = torch.zeros(0, 4), torch.zeros(0)
         else:
             person_boxes, person_scores = self._bodies(image)
