@@ -80,18 +80,32 @@ class AgeDataset(Dataset):
         self.weights = age_balance_weights(records) if (train and balance_ages) else [1.0] * len(records)
         self.bad_indices: set[int] = set()
         self.seed = seed
-        self.teacher, self.age_range = teacher, age_range
+        # Teacher targets are matched to records once here (resolving paths is a system call per
+        # record), not in __getitem__, which runs every epoch.
+        self.teacher_targets = None if teacher is None else [self._teacher_target(r, teacher, age_range)
+                                                             for r in records]
+        self.age_bins = age_range[1] - age_range[0] + 1
 
-    def _teacher_fields(self, record: AnnotationRecord) -> dict:
-        lo, hi = self.age_range
-        probs, male = torch.zeros(hi - lo + 1), math.nan
-        label = self.teacher.get(teacher_key(record.image, record.face_box)) if record.face_box is not None else None
-        if label is not None:
-            # the teacher's ages 0, 1, ... onto the grid lo..hi; ages outside it go to its end bins
-            years = np.clip(np.arange(label.age_probs.size), lo, hi) - lo
-            np.add.at(grid := np.zeros(hi - lo + 1, dtype=np.float32), years, label.age_probs)
-            probs = torch.from_numpy(grid)
-            male = label.male_prob
+    @staticmethod
+    def _teacher_target(record: AnnotationRecord, teacher: dict, age_range: tuple[int, int]):
+        """(probabilities on the grid, P(male)) for a record the teacher labelled, else None."""
+        label = teacher.get(teacher_key(record.image, record.face_box)) if record.face_box is not None else None
+        if label is None:
+            return None
+        lo, hi = age_range
+        # the teacher's ages 0, 1, ... onto the grid lo..hi; ages outside it go to its end bins
+        years = np.clip(np.arange(label.age_probs.size), lo, hi) - lo
+        np.add.at(grid := np.zeros(hi - lo + 1, dtype=np.float32), years, label.age_probs)
+        return torch.from_numpy(grid), label.male_prob
+
+    @property
+    def teacher_labelled(self) -> int:
+        """How many samples have teacher targets."""
+        return sum(t is not None for t in self.teacher_targets or [])
+
+    def _teacher_fields(self, index: int) -> dict:
+        target = self.teacher_targets[index]
+        probs, male = target if target is not None else (torch.zeros(self.age_bins), math.nan)
         return {"teacher_age_probs": probs, "teacher_male": torch.tensor(male, dtype=torch.float32)}
 
     def __len__(self) -> int:
@@ -145,8 +159,8 @@ class AgeDataset(Dataset):
                 "gender": torch.tensor(record.gender_label, dtype=torch.long),
                 "sample_weight": torch.tensor(self.weights[index], dtype=torch.float32),
                 "image_ok": torch.tensor(True)}
-        if self.teacher is not None:
-            item.update(self._teacher_fields(record))
+        if self.teacher_targets is not None:
+            item.update(self._teacher_fields(index))
         try:
             image = self._image(index)
         except ImageLoadError as e:

@@ -30,7 +30,7 @@ from transformers import get_cosine_schedule_with_warmup
 from ..data.annotations import read_annotations
 from ..data.converters import convert_all
 from ..data.dataset import AgeDataset, EpochShuffleSampler
-from ..data.teacher import read_teacher_labels, teacher_key
+from ..data.teacher import read_teacher_labels
 from ..evaluation.inference import predict_batches
 from ..evaluation.metrics import summarize_predictions
 from ..models import MiVOLOLiteConfig, MiVOLOLiteImageProcessor, MiVOLOLiteModel
@@ -138,8 +138,8 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
                           cache=cfg.data.cache_images, balance_ages=cfg.data.balance_ages, seed=cfg.seed,
                           teacher=teacher, age_range=(model_cfg.min_age, model_cfg.max_age))
     if teacher is not None:
-        labelled = sum(r.face_box is not None and teacher_key(r.image, r.face_box) in teacher for r in train_ds.records)
-        accelerator.print(f"teacher labels for {labelled} of {len(train_ds)} training samples ({cfg.data.teacher_labels})")
+        accelerator.print(f"teacher labels for {train_ds.teacher_labelled} of {len(train_ds)} training samples "
+                          f"({cfg.data.teacher_labels})")
     val_sets = {Path(p).stem: AgeDataset(_records([p], cfg.data.limit_per_csv), processor, cache=cfg.data.cache_images)
                 for p in val_csv}
     # (index, epoch) pairs: augmentation draws depend on them alone, so a resumed run continues exactly
