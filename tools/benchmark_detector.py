@@ -10,7 +10,6 @@ in larger images), with the time per image. Prints a table; ``--json`` writes th
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import tempfile
@@ -29,14 +28,14 @@ from mivolo_lite.evaluation.detection import FaceMatches, group_photo  # noqa: E
 
 
 def aaf_portraits(data: Path, n: int) -> list[tuple]:
+    from mivolo_lite.data.annotations import read_annotations
     from mivolo_lite.data.converters import convert_all
 
     out = Path(tempfile.mkdtemp(prefix="aaf_annotations_"))
     convert_all(data, out, sets=["aaf"])
-    with open(out / "aaf_val.csv") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_annotations(out / "aaf_val.csv")
     rows = rows[:: max(1, len(rows) // n)][:n]
-    return [(load_image(out / r["image"]), torch.tensor([[float(v) for v in r["face_box"].split()]])) for r in rows]
+    return [(load_image(r.image), torch.tensor([r.face_box], dtype=torch.float32)) for r in rows]
 
 
 def enlarged(portraits, height: int = 500):
