@@ -20,15 +20,18 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 def _predictor(args):
     from .predictor import AgePredictor
 
-    backend = {"backend": args.backend} if getattr(args, "backend", None) else {}  # else the library's default
+    # unset options: the library's defaults
+    options = {k: getattr(args, k) for k in ("backend", "precision") if getattr(args, k, None)}
     return AgePredictor.from_pretrained(args.model, device=args.device, detector=getattr(args, "detector", None),
                                         coverage=getattr(args, "coverage", 0.9),
-                                        batch_size=getattr(args, "batch_size", 32), **backend)
+                                        batch_size=getattr(args, "batch_size", 32), **options)
 
 
 def _add_backend_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["torch", "onnx", "auto"], default=None,
                    help="what runs the estimator: torch, onnx (onnxruntime, CPU) or auto (onnx on CPU if installed)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=None,
+                   help="torch backend: auto (bf16 autocast on a GPU for large models such as d1, else fp32), fp32, bf16 or fp16")
 
 
 def _flat(row: dict) -> dict:

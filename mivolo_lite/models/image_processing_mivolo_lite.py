@@ -125,16 +125,21 @@ class MiVOLOLiteImageProcessor(BaseImageProcessor):
 
     def normalize_batch(self, crops: np.ndarray) -> torch.Tensor:
         """(B, S, S, 3) uint8 -> (B, 3, S, S) float32, normalised."""
-        t = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div_(255.0)
-        mean = torch.tensor(self.image_mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.image_std).view(1, 3, 1, 1)
-        return (t - mean) / std
+        t = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).contiguous().float()
+        mean = 255.0 * torch.tensor(self.image_mean).view(1, 3, 1, 1)
+        std = 255.0 * torch.tensor(self.image_std).view(1, 3, 1, 1)
+        return t.sub_(mean).div_(std)  # in place: one float copy of the batch, no temporaries
 
     def _stack(self, crops: list) -> tuple[torch.Tensor, torch.Tensor]:
         mask = torch.tensor([c is not None for c in crops], dtype=torch.bool)
-        blank = np.zeros((self.size, self.size, 3), dtype=np.uint8)
-        arrays = [self.crop(as_rgb_array(c)) if c is not None else blank for c in crops]
-        return self.normalize_batch(np.stack(arrays)) if arrays else torch.zeros(0, 3, self.size, self.size), mask
+        # Absent crops are a black image, normalised: filled in directly rather than warped and
+        # normalised one by one (face-only batches would otherwise pay for a whole body batch)
+        black = self.normalize_batch(np.zeros((1, 1, 1, 3), dtype=np.uint8))
+        pixels = black.expand(len(crops), 3, self.size, self.size).clone()
+        if mask.any():
+            present = [self.crop(as_rgb_array(c)) for c in crops if c is not None]
+            pixels[mask] = self.normalize_batch(np.stack(present))
+        return pixels, mask
 
     def preprocess(self, faces: Sequence | None = None, bodies: Sequence | None = None,
                    return_tensors: str | None = "pt", **kwargs) -> BatchFeature:
