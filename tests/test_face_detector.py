@@ -99,3 +99,28 @@ def test_detection_leaves_opencv_thread_count_as_it_found_it(aaf_photos):
         assert cv2.getNumThreads() == 1
     finally:
         cv2.setNumThreads(before)
+
+
+def test_without_hog_and_haar_faces_still_give_persons(aaf_photos, assets, monkeypatch):
+    """OpenCV 5 dropped HOG and the Haar cascades: BlazeFace still finds the faces, each gets its
+    head-and-torso box, a warning says bodies alone are not found, and Haar is refused clearly."""
+    import cv2
+
+    monkeypatch.delattr(cv2, "HOGDescriptor_getDefaultPeopleDetector", raising=False)  # as in OpenCV 5
+    monkeypatch.delattr(cv2, "CascadeClassifier", raising=False)
+    with pytest.warns(RuntimeWarning, match="no HOG people detector"):
+        detector = OpenCVDetector()
+    for image, truth in aaf_photos[:5]:
+        det = detector.detect(image)
+        assert len(det.face_boxes) >= 1 and len(det.person_boxes) == len(det.face_boxes)
+    bus = load_image(assets / "bus.jpg")  # a street scene: persons only where faces are
+    det = detector.detect(bus)
+    assert 1 <= len(det.person_boxes) == len(det.face_boxes)
+    with pytest.raises(RuntimeError, match="no Haar cascades"):
+        OpenCVDetector(face_model="haar")
+
+
+@pytest.mark.skipif(int(__import__("cv2").__version__.split(".")[0]) < 5, reason="OpenCV 5 only")
+def test_blazeface_reads_both_outputs_under_opencv_5(aaf_photos):
+    boxes, scores = BlazeFace()(aaf_photos[0][0])  # the classic DNN engine: scores and boxes
+    assert len(boxes) >= 1

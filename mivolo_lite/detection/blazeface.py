@@ -49,8 +49,14 @@ class BlazeFace:
                  nms_iou: float = 0.3):
         model = resources.files(__package__).joinpath("models", MODEL_FILE)
         with resources.as_file(model) as path:
-            self.net = cv2.dnn.readNetFromTFLite(str(path))
+            # OpenCV 5's new DNN engine reports only one of the model's two outputs; its classic
+            # engine (OpenCV 4's, the only one there) reports both
+            engine = {"engine": cv2.dnn.ENGINE_CLASSIC} if hasattr(cv2.dnn, "ENGINE_CLASSIC") else {}
+            self.net = cv2.dnn.readNetFromTFLite(str(path), **engine)
         self.outputs = self.net.getUnconnectedOutLayersNames()
+        if len(self.outputs) != 2:
+            raise RuntimeError(f"OpenCV {cv2.__version__} read {len(self.outputs)} output(s) of the BlazeFace model, "
+                               "not its 2 (scores, boxes); install 'opencv-python<5'")
         self.anchors = _anchor_centres()
         self.score_threshold, self.tile_score_threshold = score_threshold, tile_score_threshold
         self.tile_grids, self.min_tiling_side, self.nms_iou = tuple(tile_grids), min_tiling_side, nms_iou

@@ -1,9 +1,15 @@
 """Offline default detector, run entirely by OpenCV 4: faces from the BlazeFace model that ships
 in this package (:mod:`.blazeface`; or OpenCV's Haar cascades with ``face_model="haar"``), bodies
 from the HOG+SVM people detector. No download, no GPU; weaker than a YOLO person+face model (use
-``detector="yolo:..."`` when you have weights)."""
+``detector="yolo:..."`` when you have weights).
+
+OpenCV 5 dropped HOG and the Haar cascades. There BlazeFace still runs (``cv2.dnn``), every
+person gets the head-and-torso box below their face, and whole-body detection is off, with a
+warning; ``face_model="haar"`` raises."""
 
 from __future__ import annotations
+
+import warnings
 
 import cv2
 import numpy as np
@@ -31,11 +37,11 @@ class OpenCVDetector(Detector):
                  min_face_fraction: float = 0.0, face_neighbors: int = 5, face_scale_step: float = 1.1,
                  profile_scale_step: float = 1.1, hog_scale_step: float = 1.05, hog_threshold: float = 0.3,
                  persons_from_faces: bool = True, closeup_face_fraction: float | None = 1 / 6):
-        if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "HOGDescriptor_getDefaultPeopleDetector"):
-            raise RuntimeError("this OpenCV build lacks CascadeClassifier/HOG (OpenCV 5 removed them); "
-                               "install 'opencv-python<5' or use detector='yolo:<weights>'")
         if face_model not in ("blazeface", "haar"):
             raise ValueError(f"face_model must be 'blazeface' or 'haar', got {face_model!r}")
+        if face_model == "haar" and not hasattr(cv2, "CascadeClassifier"):
+            raise RuntimeError(f"OpenCV {cv2.__version__} has no Haar cascades (OpenCV 5 removed them); "
+                               "use face_model='blazeface', install 'opencv-python<5' or use detector='yolo:<weights>'")
         self.face_model = face_model
         if face_model == "blazeface":
             from .blazeface import BlazeFace
@@ -47,8 +53,15 @@ class OpenCVDetector(Detector):
             self.profile = cv2.CascadeClassifier(root + "haarcascade_profileface.xml")
             if self.frontal.empty() or self.profile.empty():
                 raise RuntimeError(f"OpenCV's Haar cascade files are missing under {root}")
-        self.hog = cv2.HOGDescriptor()
-        self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        self.hog = None
+        if hasattr(cv2, "HOGDescriptor_getDefaultPeopleDetector"):
+            self.hog = cv2.HOGDescriptor()
+            self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        else:
+            warnings.warn(f"OpenCV {cv2.__version__} has no HOG people detector (OpenCV 5 removed it): persons "
+                          "come from their faces alone (head-and-torso boxes), nobody is found by the body "
+                          "alone. Install 'opencv-python<5' or use detector='yolo:<weights>' for body detection.",
+                          RuntimeWarning, stacklevel=2)
         self.face_max_side, self.body_max_side = face_max_side, body_max_side
         self.min_face, self.face_neighbors, self.hog_threshold = min_face, face_neighbors, hog_threshold
         self.min_face_fraction = min_face_fraction
@@ -100,7 +113,7 @@ class OpenCVDetector(Detector):
 
     def _bodies(self, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         small, scale = self._scaled(image, self.body_max_side)
-        if min(small.shape[:2]) < 128:  # the HOG window is 64x128
+        if self.hog is None or min(small.shape[:2]) < 128:  # no HOG (OpenCV 5); its window is 64x128
             return torch.zeros(0, 4), torch.zeros(0)
         found, weights = self.hog.detectMultiScale(cv2.cvtColor(small, cv2.COLOR_RGB2BGR), winStride=(8, 8),
                                                    padding=(8, 8), scale=self.hog_scale_step)
