@@ -166,3 +166,25 @@ def test_distillation_targets_pull_towards_the_teacher():
         < gender_loss(g_logits[:1], male[:1])
     assert gender_loss(g_logits[1:], male[1:], teacher_male=unsure_teacher[1:], teacher_weight=0.5) \
         == gender_loss(g_logits[1:], male[1:])
+
+
+@pytest.mark.parametrize("inputs", ["face+body", "face only", "body only", "mixed masks"])
+def test_flip_tta_averages_the_input_and_its_mirror(tiny_model, inputs):
+    """predict(flip_tta=True) runs both in one batch; it must equal two separate passes averaged."""
+    g = torch.Generator().manual_seed(3)
+    face, body = torch.randn(3, 3, 32, 32, generator=g), torch.randn(3, 3, 32, 32, generator=g)
+    face_mask, body_mask = torch.ones(3, dtype=torch.bool), torch.ones(3, dtype=torch.bool)
+    if inputs == "face only":
+        body, body_mask = None, torch.zeros(3, dtype=torch.bool)
+    elif inputs == "body only":
+        face, face_mask = None, torch.zeros(3, dtype=torch.bool)
+    elif inputs == "mixed masks":
+        face_mask, body_mask = torch.tensor([True, False, True]), torch.tensor([True, True, False])
+    flip = lambda t: None if t is None else t.flip(-1)  # noqa: E731
+    plain = tiny_model.predict(face, body, face_mask, body_mask, flip_tta=False)
+    mirrored = tiny_model.predict(flip(face), flip(body), face_mask, body_mask, flip_tta=False)
+    both = tiny_model.predict(face, body, face_mask, body_mask, flip_tta=True)
+    assert both.age_probs.shape == plain.age_probs.shape
+    assert torch.allclose(both.age_probs, (plain.age_probs + mirrored.age_probs) / 2, atol=1e-5)
+    assert torch.allclose(both.gender_prob, (plain.gender_prob + mirrored.gender_prob) / 2, atol=1e-5)
+    assert not torch.allclose(plain.age_probs, mirrored.age_probs)  # the mirror is a different input
