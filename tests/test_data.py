@@ -87,3 +87,14 @@ def test_age_balance_weights_favour_rare_ages():
     recs = [AnnotationRecord(image="x", age=25, source="s")] * 90 + [AnnotationRecord(image="x", age=80, source="s")] * 10
     w = age_balance_weights(recs)
     assert w[-1] > 2 * w[0] and np.mean(w) == pytest.approx(1.0)
+
+
+def test_source_weights_scale_one_set_on_top_of_age_balancing():
+    recs = ([AnnotationRecord(image="x", age=25, source="faces")] * 9 + [AnnotationRecord(image="x", age=70, source="faces")]
+            + [AnnotationRecord(image="x", age_group="16-30", source="peta")] * 4)
+    processor = MiVOLOLiteImageProcessor(size=32)
+    plain = AgeDataset(recs, processor, train=True).weights
+    scaled = AgeDataset(recs, processor, train=True, source_weights={"peta": 2.0}).weights
+    assert scaled[:10] == plain[:10] and scaled[10:] == [2 * w for w in plain[10:]]
+    assert plain[9] > plain[0]  # the age balancing is kept underneath
+    assert AgeDataset(recs, processor, train=False, source_weights={"peta": 2.0}).weights[10:] == [2.0] * 4

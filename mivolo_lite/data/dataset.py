@@ -71,13 +71,15 @@ class AgeDataset(Dataset):
     def __init__(self, records: list[AnnotationRecord], processor: MiVOLOLiteImageProcessor, train: bool = False,
                  augment: AugmentConfig | None = None, cache: bool = False, balance_ages: bool = True,
                  seed: int = 0, teacher: dict[tuple, TeacherLabel] | None = None,
-                 age_range: tuple[int, int] = (0, 100)):
+                 age_range: tuple[int, int] = (0, 100), source_weights: dict[str, float] | None = None):
         self.records = records
         self.processor = processor
         self.train = train
         self.augment = augment or AugmentConfig()
         self.cache = {} if cache else None
         self.weights = age_balance_weights(records) if (train and balance_ages) else [1.0] * len(records)
+        if source_weights:  # a set's share of the loss, e.g. {"peta": 2.0} for the bodies
+            self.weights = [w * source_weights.get(r.source, 1.0) for w, r in zip(self.weights, records)]
         self.bad_indices: set[int] = set()
         self.seed = seed
         # Teacher targets are matched to records once here (resolving paths is a system call per

@@ -30,6 +30,8 @@ class DataSection:
     cache_images: bool = True
     num_workers: int = 1
     balance_ages: bool = True
+    # loss weight per set (source), on top of the age balancing, e.g. {peta: 2.0}; others 1
+    source_weights: dict = field(default_factory=dict)
     # knowledge distillation: soft labels of a teacher for training faces (tools/teacher_labels.py)
     teacher_labels: str | None = None
 

@@ -136,7 +136,8 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
     teacher = read_teacher_labels(cfg.data.teacher_labels) if cfg.data.teacher_labels else None
     train_ds = AgeDataset(_records(train_csv, cfg.data.limit_per_csv), processor, train=True,
                           cache=cfg.data.cache_images, balance_ages=cfg.data.balance_ages, seed=cfg.seed,
-                          teacher=teacher, age_range=(model_cfg.min_age, model_cfg.max_age))
+                          teacher=teacher, age_range=(model_cfg.min_age, model_cfg.max_age),
+                          source_weights=cfg.data.source_weights)
     if teacher is not None:
         accelerator.print(f"teacher labels for {train_ds.teacher_labelled} of {len(train_ds)} training samples "
                           f"({cfg.data.teacher_labels})")
