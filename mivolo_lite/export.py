@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .models.modeling_mivolo_lite import MiVOLOLiteModel, MiVOLOLiteOutput
+from .models.modeling_mivolo_lite import MiVOLOLiteModel, MiVOLOLiteOutput, append_mirrored
 
 BRANCH_INPUTS = {"face": ("face_pixel_values", "face_mask"), "body": ("body_pixel_values", "body_mask")}
 BOTH = ("face", "body")
@@ -195,13 +195,12 @@ class OnnxEstimator:
                 present = torch.ones(batch, dtype=torch.bool) if masks[branch] is None else \
                     masks[branch].cpu().bool().reshape(batch)
             if flip_tta:  # the mirrored copies ride in the same run: one call, twice the batch
-                x, present = torch.cat([x, x.flip(-1)]), present.repeat(2)
+                x, present = append_mirrored(x), present.repeat(2)
             pixel_name, mask_name = BRANCH_INPUTS[branch]
             feeds[pixel_name], feeds[mask_name] = x.contiguous().numpy(), present.numpy()
         probs, male = (torch.from_numpy(v) for v in self.session(branches).run(list(OUTPUT_NAMES), feeds))
-        if flip_tta:
-            probs, male = (probs[:batch] + probs[batch:]) / 2, (male[:batch] + male[batch:]) / 2
-        return self.model.summarize_probs(probs, male)  # expected age and spread: the torch code itself
+        # expected age and spread (and the TTA average): the torch code itself
+        return self.model.summarize_mirrored(probs, male) if flip_tta else self.model.summarize_probs(probs, male)
 
 
 def onnxruntime_available() -> bool:

@@ -37,8 +37,8 @@ class AgePredictor:
         self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
         # What runs the estimator: the torch model (fp32, or autocast in bf16/fp16: "auto" precision
-        # is bf16 on a GPU for large models such as d1) or onnxruntime ("auto" backend: onnxruntime on CPU when it is installed,
-        # measured faster there; see the README's Speed section)
+        # is bf16 on a GPU for large models such as d1) or onnxruntime ("auto" backend: onnxruntime
+        # on CPU when it is installed, measured faster there; see the README's Speed section)
         self.estimator = build_estimator(self.model, backend, self.device, precision)
         self.processor = processor
         self._detector_spec = detector
@@ -77,11 +77,11 @@ class AgePredictor:
     @torch.no_grad()
     def _estimate(self, faces: Sequence, bodies: Sequence) -> list[dict]:
         out = []
+        to_device = lambda x: x.to(self.device, memory_format=self.memory_format)  # noqa: E731
         for start in range(0, len(faces), self.batch_size):
             f, b = faces[start:start + self.batch_size], bodies[start:start + self.batch_size]
             inputs = self.processor(faces=f, bodies=b)
             has_face, has_body = bool(inputs["face_mask"].any()), bool(inputs["body_mask"].any())
-            to_device = lambda x: x.to(self.device, memory_format=self.memory_format)  # noqa: E731
             pred = self.estimator.predict(
                 face_pixel_values=to_device(inputs["face_pixel_values"]) if has_face else None,
                 body_pixel_values=to_device(inputs["body_pixel_values"]) if has_body else None,

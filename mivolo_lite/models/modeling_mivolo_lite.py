@@ -41,6 +41,13 @@ class MiVOLOLiteOutput(ModelOutput):
     gender_prob: torch.Tensor | None = None
 
 
+def append_mirrored(pixels: torch.Tensor | None) -> torch.Tensor | None:
+    """The batch followed by its mirror images, for flip TTA in one forward pass (one call on
+    twice the batch launches half the kernels of two calls, which is what a GPU waits on at small
+    batches: 4.3 vs 9.1 ms at batch 1 on an H200). Undo with :meth:`MiVOLOLiteModel.summarize_mirrored`."""
+    return None if pixels is None else torch.cat([pixels, pixels.flip(-1)])
+
+
 def _stochastic_depths(config: MiVOLOLiteConfig) -> list[float]:
     total = config.branch_depth + sum(config.stage_depths)
     return torch.linspace(0, config.drop_path_rate, max(total, 1)).tolist()
@@ -244,6 +251,11 @@ class MiVOLOLiteModel(MiVOLOLitePreTrainedModel):
         return MiVOLOLiteOutput(age_logits=age_logits, gender_logits=gender_logits, age_probs=probs,
                                 age=mean, age_std=std, gender_prob=gender_prob)
 
+    def summarize_mirrored(self, probs: torch.Tensor, gender_prob: torch.Tensor) -> MiVOLOLiteOutput:
+        """Outputs for a batch built by :func:`append_mirrored`: each person's two halves averaged."""
+        n = probs.shape[0] // 2
+        return self.summarize_probs((probs[:n] + probs[n:]) / 2, (gender_prob[:n] + gender_prob[n:]) / 2)
+
     @torch.no_grad()
     def fuse_for_inference(self) -> "MiVOLOLiteModel":
         """Fold each BatchNorm into the convolution before it (eval only): fewer, cheaper ops
@@ -266,12 +278,7 @@ class MiVOLOLiteModel(MiVOLOLitePreTrainedModel):
         input and its mirror image (test-time augmentation)."""
         if not flip_tta:
             return self(face_pixel_values, body_pixel_values, face_mask, body_mask)
-        # The mirrored copies ride in the same forward pass (as in the ONNX backend): one call on
-        # twice the batch launches half the kernels of two calls, which is what a GPU waits on at
-        # small batches (measured on an H200: 9.1 ms for two calls at batch 1, 4.3 for one)
-        batch = (face_pixel_values if face_pixel_values is not None else body_pixel_values).shape[0]
-        with_mirror = lambda t: None if t is None else torch.cat([t, t.flip(-1)])  # noqa: E731
         twice = lambda m: None if m is None else torch.cat([m, m])  # noqa: E731
-        out = self(with_mirror(face_pixel_values), with_mirror(body_pixel_values), twice(face_mask), twice(body_mask))
-        return self.summarize_probs((out.age_probs[:batch] + out.age_probs[batch:]) / 2,
-                                    (out.gender_prob[:batch] + out.gender_prob[batch:]) / 2)
+        out = self(append_mirrored(face_pixel_values), append_mirrored(body_pixel_values),
+                   twice(face_mask), twice(body_mask))
+        return self.summarize_mirrored(out.age_probs, out.gender_prob)
