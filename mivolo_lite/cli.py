@@ -135,6 +135,18 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from .evaluation.comparison import compare_models
+
+    results, report = compare_models(args.model_a, args.model_b, args.annotations, device=args.device,
+                                     batch_size=args.batch_size, flip_tta=not args.no_tta, limit=args.limit,
+                                     n_boot=args.bootstrap)
+    print(report)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
 def cmd_calibrate(args) -> int:
     from .evaluation.report import calibrate_model
 
@@ -194,6 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="first N rows of each CSV")
     p.add_argument("--no-tta", action="store_true", help="no flip test-time augmentation")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("compare", help="model B vs model A on annotation CSVs, with bootstrap-over-people intervals")
+    p.add_argument("model_a", help="model folder or Hub id (the baseline)")
+    p.add_argument("model_b", help="model folder or Hub id (the candidate)")
+    p.add_argument("annotations", nargs="+", help="annotation CSV files")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--limit", type=int, default=None, help="first N rows of each CSV")
+    p.add_argument("--no-tta", action="store_true", help="no flip test-time augmentation")
+    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the people")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("calibrate", help="fit the age-interval calibration of a model on held-out CSVs")
     p.add_argument("annotations", nargs="+")

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from mivolo_lite.calibration import LEVELS, AgeCalibration
 from mivolo_lite.evaluation.inference import Predictions
@@ -54,6 +55,70 @@ def test_age_check_statistics_count_minors_passed_and_adults_sent_to_uncertain()
     assert np.allclose(c["_prob"], [1, 1, 0.125, 0, 0.5, 1])
 
 
+def test_per_person_figures_count_each_person_once():
+    from mivolo_lite.evaluation.metrics import per_person_weights, summarize_predictions
+
+    assert per_person_weights(["a.jpg", "b.jpg", "c.jpg"]) is None  # one image each: nothing to add
+    # person A: 8 frames, all in the right group; B and C: one frame each, both wrong
+    ids = ["A"] * 8 + ["B", "C"]
+    weights = per_person_weights(ids)
+    np.testing.assert_allclose(weights, [1 / 8] * 8 + [1, 1])
+    pred = np.array([35.0] * 8 + [20.0, 70.0])
+    low, high = np.full(10, 31.0), np.full(10, 45.0)
+    prob_male, gender = np.array([0.9] * 8 + [0.9, 0.1]), np.array([1] * 8 + [0, 1])
+    images = summarize_predictions(pred, prob_male, low, high, gender)
+    people = summarize_predictions(pred, prob_male, low, high, gender, weights)
+    assert images["group_accuracy"] == pytest.approx(0.8) and people["group_accuracy"] == pytest.approx(1 / 3)
+    assert images["gender_accuracy"] == pytest.approx(0.8) and people["gender_accuracy"] == pytest.approx(1 / 3)
+    # exact ages: MAE per person (A: error 1 on each frame, B: 10)
+    exact = summarize_predictions(np.array([31.0] * 8 + [40.0, 30.0]), prob_male, np.full(10, 30.0),
+                                  np.full(10, 30.0), gender, weights)
+    assert exact["mae"] == pytest.approx((1 + 10 + 0) / 3)
+
+
+def test_comparison_resamples_people_not_images():
+    from mivolo_lite.evaluation.comparison import compare_scores
+
+    nan = np.full(60, np.nan)
+    # one person in 50 frames, 10 people in one frame each; B fixes the 50 frames, breaks the 10
+    ids = ["P"] * 50 + [f"Q{i}" for i in range(10)]
+    a = {"mae": nan, "cs5": nan, "gender_accuracy": nan, "group_accuracy": np.r_[np.zeros(50), np.ones(10)]}
+    b = {**a, "group_accuracy": np.r_[np.ones(50), np.zeros(10)]}
+    out = compare_scores(a, b, ids, n_boot=500)
+    assert out["n_people"] == 11 and set(out["figures"]) == {"group_accuracy"}
+    images, people = out["figures"]["group_accuracy"]["images"], out["figures"]["group_accuracy"]["people"]
+    assert images["diff"] == pytest.approx(50 / 60 - 10 / 60) and people["diff"] == pytest.approx(1 / 11 - 10 / 11)
+    # the 50 frames are one person: whether P is drawn decides the image figure, so its interval is wide
+    assert images["ci95"][0] < 0 < images["ci95"][1]
+    assert people["ci95"][1] < 0  # per person, B is clearly worse
+    same = compare_scores(a, a, ids, n_boot=50)["figures"]["group_accuracy"]["images"]
+    assert same["diff"] == 0 and same["ci95"] == [0.0, 0.0]
+
+
+def test_compare_from_the_command_line(tiny_model, annotations, tmp_path, capsys):
+    from mivolo_lite.cli import main
+    from mivolo_lite.models import MiVOLOLiteImageProcessor
+
+    folders = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = type(tiny_model)(tiny_model.config)
+        folders.append(tmp_path / f"m{seed}")
+        model.save_pretrained(folders[-1])
+        MiVOLOLiteImageProcessor(size=model.config.image_size).save_pretrained(folders[-1])
+    out = tmp_path / "cmp.json"
+    assert main(["compare", str(folders[0]), str(folders[1]), str(annotations / "utkface_val.csv"),
+                 str(annotations / "peta_val.csv"), "--limit", "30", "--bootstrap", "100", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "bootstrap over people" in printed and "per person" in printed
+    results = json.loads(out.read_text())
+    utk, peta = results["utkface_val"]["figures"], results["peta_val"]["figures"]
+    assert set(utk) == {"mae", "cs5", "gender_accuracy"} and "people" not in utk["mae"]  # one image per person
+    assert set(peta) == {"group_accuracy", "gender_accuracy"} and "people" in peta["group_accuracy"]
+    lo, hi = utk["mae"]["images"]["ci95"]
+    assert lo <= utk["mae"]["images"]["diff"] <= hi
+
+
 def test_calibrate_then_evaluate_from_the_command_line(tiny_model, annotations, tmp_path):
     from mivolo_lite.cli import main
     from mivolo_lite.models import MiVOLOLiteImageProcessor
@@ -75,7 +140,10 @@ def test_calibrate_then_evaluate_from_the_command_line(tiny_model, annotations, 
     assert 0 <= utk["intervals"]["coverage"] <= 1 and utk["intervals"]["per_age_band"]
     assert set(utk["age_check"]) == {"18", "21", "25"}
     assert peta["overall"]["n_interval"] == 40 and 0 <= peta["overall"]["group_accuracy"] <= 1
+    # PETA has several frames per pedestrian: figures with each person counted once join the image-level ones
+    assert 0 < peta["per_person"]["n_people"] < 40 and "per_person" not in utk
     report = (out / "report.md").read_text()
+    assert f"each of {peta['per_person']['n_people']} people counted once" in report
     assert "calibrated, utkface_calib.csv" in report and "90 % age intervals" in report and "Age check" in report
     for plot in ("utkface_val_pred_vs_true", "utkface_val_mae_per_age", "utkface_val_error_hist",
                  "utkface_val_coverage_per_age", "utkface_val_reliability", "peta_val_group_confusion"):

@@ -95,6 +95,16 @@ def test_age_loss_exact_interval_and_missing_labels():
     inside = age_distribution_loss(logits[1:2], ages, low[1:2], high[1:2])
     outside = age_distribution_loss(logits[1:2], ages, torch.tensor([60.0]), torch.tensor([75.0]))
     assert inside < outside
+    # interval, same mass inside: a mean dragged out of the group by a far tail costs more
+    def from_probs(weights: dict) -> torch.Tensor:
+        probs = torch.full((1, 101), 1e-9)
+        for age, w in weights.items():
+            probs[0, age] = w
+        return probs.log()
+    group = (torch.tensor([31.0]), torch.tensor([45.0]))
+    mean_inside = age_distribution_loss(from_probs({40: 0.6, 20: 0.4}), ages, *group)  # mean 32
+    mean_outside = age_distribution_loss(from_probs({40: 0.6, 0: 0.4}), ages, *group)  # mean 24
+    assert mean_outside > mean_inside + 0.2 * 6.5 - 1e-4
     # exact: a distribution centred on the label beats one 20 years off
     near = age_distribution_loss(logits[:1], ages, torch.tensor([34.0]), torch.tensor([34.0]))
     far = age_distribution_loss(logits[:1], ages, torch.tensor([54.0]), torch.tensor([54.0]))

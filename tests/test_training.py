@@ -1,10 +1,13 @@
 """accelerate launch with 2 CPU processes on a tiny real subset (with teacher soft labels for some faces):
-checkpoint, then exact resume."""
+checkpoint, then exact resume; and a run that refits only one branch (optim.train_only)."""
 
 import json
 import os
 import subprocess
 import sys
+
+import pytest
+import torch
 
 from conftest import REPO
 
@@ -80,3 +83,46 @@ def test_two_process_training_checkpoints_and_resumes(tmp_path, annotations):
     assert (out / "final" / "model.safetensors").exists() and (out / "final" / "preprocessor_config.json").exists()
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps and max(steps) == 18
+
+
+def test_train_only_refits_the_body_branch_and_leaves_every_other_weight_untouched(tmp_path, annotations, tiny_model):
+    """optim.train_only: a real run from saved weights moves the body encoder and nothing else, not even
+    the frozen encoders' BatchNorm statistics, so face-only predictions stay exactly as they were."""
+    from safetensors.torch import load_file
+
+    start = tmp_path / "start"
+    tiny_model.save_pretrained(start)
+    out = tmp_path / "run"
+    config = tmp_path / "body.yaml"
+    config.write_text(f"""
+output_dir: {out}
+model: {{init_from: {start}}}
+data:
+  train_csv: [{annotations}/peta_train.csv, {annotations}/aaf_train.csv]
+  limit_per_csv: 8
+  cache_images: false
+  num_workers: 0
+optim: {{epochs: 1, batch_size: 4, warmup_steps: 1, lr: 0.01, train_only: [body_encoder, missing_face]}}
+""")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "tools" / "train.py"), "--config", str(config)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "the rest is frozen" in done.stdout + done.stderr
+    before, after = load_file(start / "model.safetensors"), load_file(out / "final" / "model.safetensors")
+    assert before.keys() == after.keys()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(k.startswith(("body_encoder.", "missing_face")) for k in moved), sorted(moved)[:5]
+    assert any(k.startswith("body_encoder.stem") and k.endswith("running_mean") for k in moved)  # trained BN adapts
+    assert any(k.startswith("body_encoder.blocks") for k in moved)
+
+
+def test_train_only_names_must_match_parameters(tiny_model):
+    from mivolo_lite.training.trainer import freeze_all_but
+
+    with pytest.raises(ValueError, match="body_encodr"):
+        freeze_all_but(tiny_model, ["body_encodr"])
+    frozen = freeze_all_but(tiny_model, ["body_encoder"])
+    assert tiny_model.face_encoder in frozen and tiny_model.body_encoder not in frozen and tiny_model not in frozen
+    assert all(p.requires_grad == n.startswith("body_encoder.") for n, p in tiny_model.named_parameters())

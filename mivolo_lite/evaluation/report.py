@@ -13,7 +13,7 @@ from ..calibration import AgeCalibration, uncalibrated
 from ..data.annotations import read_annotations
 from ..data.dataset import AgeDataset
 from .inference import Predictions, predict_dataset
-from .metrics import summarize_predictions
+from .metrics import per_person_weights, summarize_predictions
 
 AGE_BANDS = [(0, 12), (13, 19), (20, 29), (30, 39), (40, 49), (50, 59), (60, 69), (70, 120)]
 CHECK_THRESHOLDS = (18, 21, 25)
@@ -75,6 +75,11 @@ def age_check_stats(preds: Predictions, calibration: AgeCalibration, thresholds=
 
 def _breakdowns(preds: Predictions, records) -> dict:
     out = {"overall": summarize_predictions(preds.age, preds.prob_male, preds.age_low, preds.age_high, preds.gender)}
+    # group_id falls back to the file name, so only sets with several images of one person get this
+    weights = per_person_weights([records[i].group_id or records[i].image for i in preds.index])
+    if weights is not None:
+        out["per_person"] = {**summarize_predictions(preds.age, preds.prob_male, preds.age_low, preds.age_high,
+                                                     preds.gender, weights), "n_people": int(round(weights.sum()))}
     y = preds.age_low
     bands = {}
     for lo, hi in AGE_BANDS:
@@ -148,7 +153,10 @@ def evaluate_model(model, annotations, output_dir, device: str = "cpu", batch_si
         summary[name] = result
 
         lines += [f"## {name} ({len(records)} people, `{csv_path}`)", ""]
-        lines += _metrics_table({"all": result["overall"]}) + [""]
+        headline = {"all": result["overall"]}
+        if "per_person" in result:
+            headline[f"all, each of {result['per_person']['n_people']} people counted once"] = result["per_person"]
+        lines += _metrics_table(headline) + [""]
         lines += ["### Per age group", ""] + _metrics_table(result["per_age_group"]) + [""]
         for key, title in (("per_gender", "Per gender"), ("per_race", "Per race"), ("per_input", "Per input")):
             if key in result:

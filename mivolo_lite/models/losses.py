@@ -28,8 +28,9 @@ def age_distribution_loss(
     - exact ages: label-distribution learning (cross-entropy to a Gaussian of ``label_sigma``
       years around the label) plus the mean-variance loss (L1 of the expected age, which is what
       MAE measures, and the distribution's variance, which keeps it honest and unimodal);
-    - intervals: negative log of the probability mass inside ``[low, high]``; the model is free to
-      place the mass anywhere inside, which is all an age group tells us;
+    - intervals: negative log of the probability mass inside ``[low, high]`` (the model is free to
+      place the mass anywhere inside, which is all an age group tells us) plus the same L1 term on
+      the expected age, measured to the nearest end of the interval (0 inside it);
     - unknown ages contribute nothing;
     - knowledge distillation: where ``teacher_probs`` (B, K) has a distribution (rows that sum to
       0 have none), an exact age's cross-entropy target is ``(1 - teacher_weight)`` times the
@@ -64,9 +65,15 @@ def age_distribution_loss(
         var = (p[exact] * (ages.unsqueeze(0) - mean.unsqueeze(1)) ** 2).sum(dim=1)
         per_sample[exact] = ce + mean_weight * (mean - target_age.squeeze(1)).abs() + variance_weight * var.sqrt()
     if (~exact).any():
-        inside = (ages.unsqueeze(0) >= low[~exact].unsqueeze(1) - 0.5) & (ages.unsqueeze(0) <= high[~exact].unsqueeze(1) + 0.5)
+        lo, hi = low[~exact] - 0.5, high[~exact] + 0.5
+        inside = (ages.unsqueeze(0) >= lo.unsqueeze(1)) & (ages.unsqueeze(0) <= hi.unsqueeze(1))
         mass = (p[~exact] * inside).sum(dim=1).clamp_min(1e-6)
-        per_sample[~exact] = -mass.log()
+        # The reported age is the mean, and most of the mass inside the group does not keep the
+        # mean there (a tail far outside drags it out): the L1 distance of the mean from the
+        # interval, the exact-age L1 term with the point widened to the group.
+        mean = (p[~exact] * ages).sum(dim=1)
+        outside_by = (lo - mean).clamp_min(0) + (mean - hi).clamp_min(0)
+        per_sample[~exact] = -mass.log() + mean_weight * outside_by
     return (per_sample * weight).sum() / weight.sum().clamp_min(1e-6)
 
 

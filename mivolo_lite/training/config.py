@@ -57,6 +57,11 @@ class OptimSection:
     distill_age_weight: float = 0.5
     distill_gender_weight: float = 0.5
     mixed_precision: str = "no"  # "no" | "fp16" | "bf16"
+    # Train only the parameters whose names start with one of these prefixes (e.g. [body_encoder,
+    # missing_face] to refit the body branch without moving a single face-only prediction); the
+    # rest is frozen, and modules with nothing left to train stay in eval mode so that their
+    # BatchNorm statistics and drop-paths do not change either. Empty: train everything.
+    train_only: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -110,6 +110,21 @@ def rewind_metrics(path: Path, step: int) -> None:
     tmp.replace(path)
 
 
+def freeze_all_but(model: torch.nn.Module, prefixes: list[str]) -> list[torch.nn.Module]:
+    """Freeze every parameter whose name starts with none of ``prefixes``; returns the modules
+    left with no trainable parameter, which the caller keeps in eval mode (BatchNorm statistics
+    would otherwise still move, and with them the predictions of the frozen path)."""
+    names = [n for n, _ in model.named_parameters()]
+    unmatched = [p for p in prefixes if not any(n == p or n.startswith(p + ".") for n in names)]
+    if unmatched:
+        top = sorted({n.split(".")[0] for n in names})
+        raise ValueError(f"optim.train_only: no parameter is named {unmatched}; top-level names: {top}")
+    for name, param in model.named_parameters():
+        param.requires_grad_(any(name == p or name.startswith(p + ".") for p in prefixes))
+    return [m for m in model.modules()
+            if any(True for _ in m.parameters()) and not any(p.requires_grad for p in m.parameters())]
+
+
 def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = None,
           max_steps: int | None = None) -> Path | None:
     """Train; returns the folder of the exported final model (None if stopped early by
@@ -131,6 +146,11 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
         model_cfg = MiVOLOLiteConfig.from_preset(cfg.model.preset, **cfg.model.overrides)
         model = MiVOLOLiteModel(model_cfg)
     processor = MiVOLOLiteImageProcessor(size=model_cfg.image_size)
+    frozen = freeze_all_but(model, cfg.optim.train_only) if cfg.optim.train_only else []
+    if frozen:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        accelerator.print(f"training {trainable:,} of {sum(p.numel() for p in model.parameters()):,} parameters "
+                          f"({', '.join(cfg.optim.train_only)}); the rest is frozen")
 
     train_csv, val_csv = _csv_lists(cfg, accelerator)
     teacher = read_teacher_labels(cfg.data.teacher_labels) if cfg.data.teacher_labels else None
@@ -154,9 +174,10 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
     val_loaders = {k: DataLoader(v, batch_size=cfg.optim.batch_size * 2, num_workers=0) for k, v in val_sets.items()}
 
     no_decay = lambda n, p: p.ndim <= 1 or n.endswith("pos_embed") or "missing_" in n or "cls_token" in n  # noqa: E731
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     params = [
-        {"params": [p for n, p in model.named_parameters() if not no_decay(n, p)], "weight_decay": cfg.optim.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if no_decay(n, p)], "weight_decay": 0.0},
+        {"params": [p for n, p in trainable if not no_decay(n, p)], "weight_decay": cfg.optim.weight_decay},
+        {"params": [p for n, p in trainable if no_decay(n, p)], "weight_decay": 0.0},
     ]
     optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr)
     steps_per_epoch = math.ceil(len(loader) / accelerator.num_processes / cfg.optim.grad_accum)
@@ -215,6 +236,8 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
                     desc="training", dynamic_ncols=True)
     while state.epoch < cfg.optim.epochs and not stop_early:
         model.train()
+        for module in frozen:
+            module.eval()
         epoch_loader = accelerator.skip_first_batches(loader, state.batches_in_epoch) if state.batches_in_epoch else loader
         # Not sampler.set_epoch: when iterated, accelerate's loaders give the sampler their own count of
         # iterations, which restarts at 0 in a resumed run and in the loader that skips consumed batches.
