@@ -98,3 +98,20 @@ def test_source_weights_scale_one_set_on_top_of_age_balancing():
     assert scaled[:10] == plain[:10] and scaled[10:] == [2 * w for w in plain[10:]]
     assert plain[9] > plain[0]  # the age balancing is kept underneath
     assert AgeDataset(recs, processor, train=False, source_weights={"peta": 2.0}).weights[10:] == [2.0] * 4
+
+
+def test_person_balancing_counts_people_not_frames():
+    # pedestrian A in 4 frames, B and C once each (PETA-like), and faces without ids (one person each)
+    recs = ([AnnotationRecord(image=f"a{i}", age_group="31-45", group_id="A", source="peta") for i in range(4)]
+            + [AnnotationRecord(image="b", age_group="31-45", group_id="B", source="peta"),
+               AnnotationRecord(image="c", age_group="31-45", group_id="C", source="peta")]
+            + [AnnotationRecord(image=f"f{i}", age=30, source="faces") for i in range(3)])
+    processor = MiVOLOLiteImageProcessor(size=32)
+    plain = AgeDataset(recs, processor, train=True).weights
+    w = AgeDataset(recs, processor, train=True, person_balance_power=1.0).weights
+    assert sum(w[:4]) == pytest.approx(w[4]) == pytest.approx(w[5])  # A's frames together weigh one person
+    assert np.mean(w[:6]) == pytest.approx(np.mean(plain[:6]))  # the set's share of the loss is unchanged
+    assert w[6:] == pytest.approx(plain[6:])  # sets without repeated people are untouched
+    half = AgeDataset(recs, processor, train=True, person_balance_power=0.5).weights
+    assert w[0] < half[0] < plain[0]
+    assert AgeDataset(recs, processor, train=False, person_balance_power=1.0).weights == [1.0] * 9

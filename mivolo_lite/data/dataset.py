@@ -46,12 +46,26 @@ def age_balance_weights(records: list[AnnotationRecord], bin_years: int = 5, pow
         low, high = r.age_interval
         keys.append((r.source, None if math.isnan(low) else int((low + high) / 2 // bin_years)))
     counts = Counter(keys)
-    raw = [1.0 if k[1] is None else counts[k] ** -power for k in keys]
+    return _mean_one_per_source(keys, [1.0 if k[1] is None else counts[k] ** -power for k in keys])
+
+
+def _mean_one_per_source(keys: list[tuple], raw: list[float]) -> list[float]:
+    """Scale weights keyed ``(source, ...)`` to mean 1 within each source, so that re-weighting
+    inside a set never changes that set's share of the loss."""
     per_source: dict[str, list[float]] = {}
     for k, w in zip(keys, raw):
         per_source.setdefault(k[0], []).append(w)
     means = {s: float(np.mean(v)) for s, v in per_source.items()}
     return [w / means[k[0]] for k, w in zip(keys, raw)]
+
+
+def person_balance_weights(records: list[AnnotationRecord], power: float) -> list[float]:
+    """``images of that person ^ -power``, normalised to mean 1 within each source: sets cut from
+    video (PETA: up to 66 frames of one pedestrian) otherwise reward learning the people, whose
+    ages then do not carry over to new ones. Records without ``group_id`` count as their own person."""
+    keys = [(r.source, r.group_id or r.image) for r in records]
+    counts = Counter(keys)
+    return _mean_one_per_source(keys, [counts[k] ** -power for k in keys])
 
 
 class AgeDataset(Dataset):
@@ -71,13 +85,16 @@ class AgeDataset(Dataset):
     def __init__(self, records: list[AnnotationRecord], processor: MiVOLOLiteImageProcessor, train: bool = False,
                  augment: AugmentConfig | None = None, cache: bool = False, balance_ages: bool = True,
                  seed: int = 0, teacher: dict[tuple, TeacherLabel] | None = None,
-                 age_range: tuple[int, int] = (0, 100), source_weights: dict[str, float] | None = None):
+                 age_range: tuple[int, int] = (0, 100), source_weights: dict[str, float] | None = None,
+                 person_balance_power: float = 0.0):
         self.records = records
         self.processor = processor
         self.train = train
         self.augment = augment or AugmentConfig()
         self.cache = {} if cache else None
         self.weights = age_balance_weights(records) if (train and balance_ages) else [1.0] * len(records)
+        if train and person_balance_power:
+            self.weights = [w * p for w, p in zip(self.weights, person_balance_weights(records, person_balance_power))]
         if source_weights:  # a set's share of the loss, e.g. {"peta": 2.0} for the bodies
             self.weights = [w * source_weights.get(r.source, 1.0) for w, r in zip(self.weights, records)]
         self.bad_indices: set[int] = set()

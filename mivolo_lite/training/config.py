@@ -32,6 +32,9 @@ class DataSection:
     balance_ages: bool = True
     # loss weight per set (source), on top of the age balancing, e.g. {peta: 2.0}; others 1
     source_weights: dict = field(default_factory=dict)
+    # weight each sample by (images of its person)^-power within its set, on top of the above:
+    # 0 = off, 1 = every person counts once (PETA has up to 66 frames of one pedestrian)
+    person_balance_power: float = 0.0
     # knowledge distillation: soft labels of a teacher for training faces (tools/teacher_labels.py)
     teacher_labels: str | None = None
 

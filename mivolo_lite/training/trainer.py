@@ -157,7 +157,8 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
     train_ds = AgeDataset(_records(train_csv, cfg.data.limit_per_csv), processor, train=True,
                           cache=cfg.data.cache_images, balance_ages=cfg.data.balance_ages, seed=cfg.seed,
                           teacher=teacher, age_range=(model_cfg.min_age, model_cfg.max_age),
-                          source_weights=cfg.data.source_weights)
+                          source_weights=cfg.data.source_weights,
+                          person_balance_power=cfg.data.person_balance_power)
     if teacher is not None:
         accelerator.print(f"teacher labels for {train_ds.teacher_labelled} of {len(train_ds)} training samples "
                           f"({cfg.data.teacher_labels})")
