@@ -48,6 +48,12 @@ class AnnotationRecord:
         return math.nan, math.nan
 
     @property
+    def person(self) -> str:
+        """Who is in the image, for splitting and for counting people: ``group_id`` where the set
+        has identities, else the image itself (one person per image)."""
+        return self.group_id or self.image
+
+    @property
     def gender_label(self) -> int:
         return {"M": 1, "F": 0}.get(self.gender or "", -1)
 

@@ -98,6 +98,6 @@ def convert_all(data_root: str | Path, out_dir: str | Path, sets=tuple(CONVERTER
     for name in sets:
         records = CONVERTERS[name](data_root / name)
         for split in SPLITS:
-            chosen = [r for r in records if split_of(r.group_id or r.image) == split]
+            chosen = [r for r in records if split_of(r.person) == split]
             written[f"{name}_{split}"] = write_annotations(chosen, out_dir / f"{name}_{split}.csv")
     return written

@@ -62,8 +62,8 @@ def _mean_one_per_source(keys: list[tuple], raw: list[float]) -> list[float]:
 def person_balance_weights(records: list[AnnotationRecord], power: float) -> list[float]:
     """``images of that person ^ -power``, normalised to mean 1 within each source: sets cut from
     video (PETA: up to 66 frames of one pedestrian) otherwise reward learning the people, whose
-    ages then do not carry over to new ones. Records without ``group_id`` count as their own person."""
-    keys = [(r.source, r.group_id or r.image) for r in records]
+    ages then do not carry over to new ones."""
+    keys = [(r.source, r.person) for r in records]
     counts = Counter(keys)
     return _mean_one_per_source(keys, [counts[k] ** -power for k in keys])
 

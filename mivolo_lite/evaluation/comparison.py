@@ -15,29 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from ..data.annotations import read_annotations
-from .metrics import per_person_weights
+from .metrics import per_person_weights, per_sample_scores, weighted_mean
 from .report import _fmt, _load, _predict_records
 
-# figure -> (label, lower is better, shown as percentage)
-FIGURES = {"mae": ("age MAE", True, False), "cs5": ("CS@5", False, True),
-           "group_accuracy": ("age-group acc.", False, True), "gender_accuracy": ("gender acc.", False, True)}
-
-
-def per_sample_scores(preds) -> dict[str, np.ndarray]:
-    """Each figure as a per-sample score whose mean is the figure (NaN where it does not apply)."""
-    exact = np.isfinite(preds.age_low) & (np.abs(preds.age_high - preds.age_low) < 0.5)
-    interval = np.isfinite(preds.age_low) & np.isfinite(preds.age_high) & ~exact
-    err = np.where(exact, np.abs(preds.age - preds.age_low), np.nan)
-    rounded = np.round(preds.age)
-    group_hit = (rounded >= preds.age_low) & (rounded <= preds.age_high)
-    gender_hit = ((preds.prob_male >= 0.5).astype(int) == preds.gender)
-    return {"mae": err, "cs5": np.where(exact, err <= 5, np.nan), "group_accuracy": np.where(interval, group_hit, np.nan),
-            "gender_accuracy": np.where(preds.gender >= 0, gender_hit, np.nan)}
-
-
-def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> float:
-    ok = np.isfinite(values)
-    return float(np.average(values[ok], weights=weights[ok])) if ok.any() else float("nan")
+# figure -> (label, shown as a percentage)
+FIGURES = {"mae": ("age MAE", False), "cs5": ("CS@5", True), "group_accuracy": ("age-group acc.", True),
+           "gender_accuracy": ("gender acc.", True)}
 
 
 def compare_scores(scores_a: dict, scores_b: dict, person_ids, n_boot: int = 2000, seed: int = 0) -> dict:
@@ -55,37 +38,35 @@ def compare_scores(scores_a: dict, scores_b: dict, person_ids, n_boot: int = 200
     out = {"n_images": len(ids), "n_people": len(people), "figures": {}}
     for name in FIGURES:
         a, b = scores_a[name], scores_b[name]
-        if not np.isfinite(a).any():
+        if np.isnan(a).all():
             continue
         out["figures"][name] = {}
         for how, w in weightings.items():
-            diffs = [_weighted_mean(b[r], w[r]) - _weighted_mean(a[r], w[r]) for r in draws]
+            diffs = [weighted_mean(b[r], w[r]) - weighted_mean(a[r], w[r]) for r in draws]
             low, high = np.nanpercentile(diffs, [2.5, 97.5])
-            out["figures"][name][how] = {"a": _weighted_mean(a, w), "b": _weighted_mean(b, w),
-                                         "diff": _weighted_mean(b, w) - _weighted_mean(a, w),
-                                         "ci95": [float(low), float(high)]}
+            fig_a, fig_b = weighted_mean(a, w), weighted_mean(b, w)
+            out["figures"][name][how] = {"a": fig_a, "b": fig_b, "diff": fig_b - fig_a, "ci95": [float(low), float(high)]}
     return out
 
 
 def compare_models(model_a, model_b, annotations, device: str = "cpu", batch_size: int = 64, flip_tta: bool = True,
                    limit: int | None = None, n_boot: int = 2000, seed: int = 0) -> tuple[dict, str]:
     """Returns the figures per CSV and a markdown report."""
-    loaded = [_load(m) for m in (model_a, model_b)]
+    loaded = [(model.to(device).eval(), processor) for model, processor in map(_load, (model_a, model_b))]
     annotations = [annotations] if isinstance(annotations, (str, Path)) else list(annotations)
     results, lines = {}, ["# Model comparison", "", f"A: `{model_a}`", f"B: `{model_b}`", ""]
     for csv_path in annotations:
         records = read_annotations(csv_path)[:limit] if limit else read_annotations(csv_path)
         scores = []
         for model, processor in loaded:
-            preds = _predict_records(model.to(device).eval(), processor, records, batch_size, flip_tta)
-            scores.append(per_sample_scores(preds))
-        ids = [r.group_id or r.image for r in records]
-        result = compare_scores(scores[0], scores[1], ids, n_boot=n_boot, seed=seed)
+            p = _predict_records(model, processor, records, batch_size, flip_tta)
+            scores.append(per_sample_scores(p.age, p.prob_male, p.age_low, p.age_high, p.gender))
+        result = compare_scores(scores[0], scores[1], [r.person for r in records], n_boot=n_boot, seed=seed)
         results[Path(csv_path).stem] = result
         lines += [f"## {Path(csv_path).stem} ({result['n_images']} images, {result['n_people']} people)", "",
                   "| figure | counted | A | B | B - A | 95 % interval (bootstrap over people) |", "|---|---|---|---|---|---|"]
         for name, by in result["figures"].items():
-            label, _, pct = FIGURES[name]
+            label, pct = FIGURES[name]
             for how, f in by.items():
                 scale = 100 if pct else 1
                 lines.append(f"| {label} | per {'image' if how == 'images' else 'person'} | {_fmt(f['a'], pct)} | "

@@ -75,8 +75,8 @@ def age_check_stats(preds: Predictions, calibration: AgeCalibration, thresholds=
 
 def _breakdowns(preds: Predictions, records) -> dict:
     out = {"overall": summarize_predictions(preds.age, preds.prob_male, preds.age_low, preds.age_high, preds.gender)}
-    # group_id falls back to the file name, so only sets with several images of one person get this
-    weights = per_person_weights([records[i].group_id or records[i].image for i in preds.index])
+    # only sets with several images of one person get this (AnnotationRecord.person)
+    weights = per_person_weights([records[i].person for i in preds.index])
     if weights is not None:
         out["per_person"] = {**summarize_predictions(preds.age, preds.prob_male, preds.age_low, preds.age_high,
                                                      preds.gender, weights), "n_people": int(round(weights.sum()))}

@@ -48,6 +48,7 @@ def age_distribution_loss(
         teacher_probs = teacher_probs[known]
     log_p = F.log_softmax(logits.float(), dim=-1)
     p = log_p.exp()
+    expected_age = (p * ages).sum(dim=1)  # the age we report; both label kinds put an L1 term on it
     exact = (high - low) < 0.5
 
     per_sample = torch.zeros_like(low)
@@ -61,7 +62,7 @@ def age_distribution_loss(
             mixed = (1 - teacher_weight) * target + teacher_weight * t / t.sum(dim=1, keepdim=True).clamp_min(1e-8)
             target = torch.where(has, mixed, target)
         ce = -(target * log_p[exact]).sum(dim=1)
-        mean = (p[exact] * ages).sum(dim=1)
+        mean = expected_age[exact]
         var = (p[exact] * (ages.unsqueeze(0) - mean.unsqueeze(1)) ** 2).sum(dim=1)
         per_sample[exact] = ce + mean_weight * (mean - target_age.squeeze(1)).abs() + variance_weight * var.sqrt()
     if (~exact).any():
@@ -71,7 +72,7 @@ def age_distribution_loss(
         # The reported age is the mean, and most of the mass inside the group does not keep the
         # mean there (a tail far outside drags it out): the L1 distance of the mean from the
         # interval, the exact-age L1 term with the point widened to the group.
-        mean = (p[~exact] * ages).sum(dim=1)
+        mean = expected_age[~exact]
         outside_by = (lo - mean).clamp_min(0) + (mean - hi).clamp_min(0)
         per_sample[~exact] = -mass.log() + mean_weight * outside_by
     return (per_sample * weight).sum() / weight.sum().clamp_min(1e-6)

@@ -114,13 +114,16 @@ def freeze_all_but(model: torch.nn.Module, prefixes: list[str]) -> list[torch.nn
     """Freeze every parameter whose name starts with none of ``prefixes``; returns the modules
     left with no trainable parameter, which the caller keeps in eval mode (BatchNorm statistics
     would otherwise still move, and with them the predictions of the frozen path)."""
+    def under(name: str, prefix: str) -> bool:
+        return name == prefix or name.startswith(prefix + ".")
+
     names = [n for n, _ in model.named_parameters()]
-    unmatched = [p for p in prefixes if not any(n == p or n.startswith(p + ".") for n in names)]
+    unmatched = [p for p in prefixes if not any(under(n, p) for n in names)]
     if unmatched:
         top = sorted({n.split(".")[0] for n in names})
         raise ValueError(f"optim.train_only: no parameter is named {unmatched}; top-level names: {top}")
     for name, param in model.named_parameters():
-        param.requires_grad_(any(name == p or name.startswith(p + ".") for p in prefixes))
+        param.requires_grad_(any(under(name, p) for p in prefixes))
     return [m for m in model.modules()
             if any(True for _ in m.parameters()) and not any(p.requires_grad for p in m.parameters())]
 
@@ -148,8 +151,8 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
     processor = MiVOLOLiteImageProcessor(size=model_cfg.image_size)
     frozen = freeze_all_but(model, cfg.optim.train_only) if cfg.optim.train_only else []
     if frozen:
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        accelerator.print(f"training {trainable:,} of {sum(p.numel() for p in model.parameters()):,} parameters "
+        n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        accelerator.print(f"training {n_trainable:,} of {sum(p.numel() for p in model.parameters()):,} parameters "
                           f"({', '.join(cfg.optim.train_only)}); the rest is frozen")
 
     train_csv, val_csv = _csv_lists(cfg, accelerator)
