@@ -10,6 +10,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .metrics import exact_age_mask
+
 
 @dataclass
 class Predictions:
@@ -23,6 +25,11 @@ class Predictions:
     gender: np.ndarray
     face_mask: np.ndarray
     body_mask: np.ndarray
+
+    @property
+    def exact_age(self) -> np.ndarray:
+        """Which samples are labelled with an exact age (not an age group, not unknown)."""
+        return exact_age_mask(self.age_low, self.age_high)
 
     def subset(self, keep: np.ndarray) -> "Predictions":
         return Predictions(**{k: v[keep] for k, v in self.__dict__.items()})

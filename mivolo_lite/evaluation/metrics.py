@@ -5,13 +5,19 @@ from __future__ import annotations
 import numpy as np
 
 
+def exact_age_mask(low, high) -> np.ndarray:
+    """Labels that are an exact age (``low == high``), not an age group or unknown (NaN)."""
+    low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+    return np.isfinite(low) & (np.abs(high - low) < 0.5)
+
+
 def age_scores(pred_age, low, high) -> dict[str, np.ndarray]:
     """Per-sample ``mae`` (absolute error) and ``cs5`` (within 5 years) on exact ages,
     ``group_accuracy`` (the predicted age rounds into the labelled interval) on intervals; NaN
     where a score does not apply (NaN labels are unknown ages). Each figure is their mean."""
     pred_age, low, high = (np.asarray(a, dtype=np.float64) for a in (pred_age, low, high))
     known = ~(np.isnan(low) | np.isnan(high))
-    exact = known & (np.abs(high - low) < 0.5)
+    exact = exact_age_mask(low, high)
     err = np.abs(pred_age - low)
     rounded = np.round(pred_age)
     return {"mae": np.where(exact, err, np.nan), "cs5": np.where(exact, err <= 5, np.nan),

@@ -22,7 +22,7 @@ def save_plots(preds, records, result: dict, checks: dict, out_dir: Path, name: 
         plt.close(fig)
         written.append(path)
 
-    exact = np.isfinite(preds.age_low) & (np.abs(preds.age_high - preds.age_low) < 0.5)
+    exact = preds.exact_age
     if exact.any():
         y, p = preds.age_low[exact], preds.age[exact]
         fig = plt.figure(figsize=(6, 6))

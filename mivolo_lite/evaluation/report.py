@@ -36,7 +36,7 @@ def _predict_records(model, processor, records, batch_size, flip_tta) -> Predict
 
 
 def interval_stats(preds: Predictions, calibration: AgeCalibration, coverage: float = 0.9) -> dict:
-    exact = np.isfinite(preds.age_low) & (np.abs(preds.age_high - preds.age_low) < 0.5)
+    exact = preds.exact_age
     if not exact.any():
         return {}
     low, high = calibration.interval(preds.age[exact], preds.age_std[exact], coverage)
@@ -58,7 +58,7 @@ def age_check_stats(preds: Predictions, calibration: AgeCalibration, thresholds=
                     risk: float = 0.05) -> dict:
     """For each threshold: share of under-age people wrongly passed as ``over`` (the costly
     error for a shop) and share of adults sent to ``uncertain`` (the cost in ID checks)."""
-    exact = np.isfinite(preds.age_low) & (np.abs(preds.age_high - preds.age_low) < 0.5)
+    exact = preds.exact_age
     y, age, std = preds.age_low[exact], preds.age[exact], preds.age_std[exact]
     out = {}
     for t in thresholds:
@@ -80,10 +80,10 @@ def _breakdowns(preds: Predictions, records) -> dict:
     if weights is not None:
         out["per_person"] = {**summarize_predictions(preds.age, preds.prob_male, preds.age_low, preds.age_high,
                                                      preds.gender, weights), "n_people": int(round(weights.sum()))}
-    y = preds.age_low
+    y, exact = preds.age_low, preds.exact_age
     bands = {}
     for lo, hi in AGE_BANDS:
-        sel = np.isfinite(y) & (preds.age_high - y < 0.5) & (y >= lo) & (y <= hi)
+        sel = exact & (y >= lo) & (y <= hi)
         if sel.any():
             bands[_band_name(lo, hi)] = summarize_predictions(preds.age[sel], preds.prob_male[sel], y[sel],
                                                               preds.age_high[sel], preds.gender[sel])
@@ -197,7 +197,7 @@ def calibrate_model(model, annotations, output=None, device: str = "cpu", batch_
     for csv_path in annotations:
         records = read_annotations(csv_path)[:limit] if limit else read_annotations(csv_path)
         preds = _predict_records(model, processor, records, batch_size, flip_tta)
-        exact = np.isfinite(preds.age_low) & (np.abs(preds.age_high - preds.age_low) < 0.5)
+        exact = preds.exact_age
         ages.append(preds.age[exact])
         stds.append(preds.age_std[exact])
         truth.append(preds.age_low[exact])
