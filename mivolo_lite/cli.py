@@ -152,7 +152,10 @@ def cmd_calibrate(args) -> int:
 
     table = calibrate_model(args.model, args.annotations, output=args.output, device=args.device,
                             batch_size=args.batch_size, limit=args.limit)
-    print(json.dumps({k: table[k] for k in ("method", "band_edges", "counts", "fitted_on")}, indent=1))
+    groups = table.get("true_age_groups", {})
+    print(json.dumps({"age_check": table["method"], "band_edges": table["band_edges"], "band_counts": table["counts"],
+                      "intervals": table.get("interval_method", table["method"]), "true_age_groups": groups.get("groups"),
+                      "group_counts": groups.get("counts"), "fitted_on": table["fitted_on"]}, indent=1))
     return 0
 
 

@@ -25,11 +25,47 @@ def test_conformal_intervals_reach_their_coverage_on_new_data():
     assert (high - low)[easy].mean() < (high - low)[hard].mean()  # easy faces get narrower intervals
 
 
+def biased_on_teenagers(n, seed):
+    """Like ``synthetic`` but teenagers are read as ten years older, with a confident spread: the
+    failure seen on real faces, which predicted-age bands cannot see."""
+    pred, std, true = synthetic(n, seed)
+    teen = (true >= 13) & (true < 20)
+    pred[teen] = true[teen] + 10 + np.random.default_rng(seed + 100).normal(0, 1, teen.sum()) * std[teen]
+    return pred, std, true
+
+
+def group_coverage(cal, pred, std, true, coverage=0.9):
+    low, high = cal.interval(pred, std, coverage)
+    covered = (true >= low) & (true <= high)
+    teen = (true >= 13) & (true < 20)
+    return covered.mean(), covered[teen].mean()
+
+
+def test_intervals_cover_each_true_age_group_even_where_the_model_is_biased():
+    fit_data, new_data = biased_on_teenagers(6000, 6), biased_on_teenagers(6000, 7)
+    by_true_age = AgeCalibration.fit(*fit_data)
+    by_predicted_age = AgeCalibration.fit(*fit_data, age_groups=None)
+    overall, teens = group_coverage(by_true_age, *new_data)
+    old_overall, old_teens = group_coverage(by_predicted_age, *new_data)
+    assert abs(overall - 0.9) < 0.02 and abs(old_overall - 0.9) < 0.02
+    assert old_teens < 0.8  # the bands judge a teenager read as 25 by the 25-year-olds' errors
+    assert teens > 0.88, teens
+    # coverages between the fitted grid's points are interpolated, and stay ordered
+    widths = [np.mean(np.subtract(*by_true_age.interval(new_data[0], new_data[1], c)[::-1])) for c in (0.6, 0.855, 0.97)]
+    assert widths[0] < widths[1] < widths[2]
+
+
 def test_calibration_round_trips_through_a_dict():
     cal = AgeCalibration.fit(*synthetic(500, 2))
     again = AgeCalibration.from_dict(cal.to_dict())
     pred, std, _ = synthetic(50, 3)
     assert np.allclose(cal.interval(pred, std, 0.9), again.interval(pred, std, 0.9))
+    assert np.allclose(cal.prob_at_least(pred, std, 21), again.prob_at_least(pred, std, 21))
+    # tables saved before the true-age groups existed keep their predicted-age-band intervals
+    old = cal.to_dict()
+    del old["true_age_groups"], old["interval_method"]
+    bands_only = AgeCalibration.fit(*synthetic(500, 2), age_groups=None)
+    assert np.allclose(AgeCalibration.from_dict(old).interval(pred, std, 0.9), bands_only.interval(pred, std, 0.9))
 
 
 def test_probability_and_decision_of_the_age_check():

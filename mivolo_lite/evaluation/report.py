@@ -9,13 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..calibration import AgeCalibration, uncalibrated
+from ..calibration import AGE_GROUPS, AgeCalibration, uncalibrated
 from ..data.annotations import read_annotations
 from ..data.dataset import AgeDataset
 from .inference import Predictions, predict_dataset
 from .metrics import per_person_weights, summarize_predictions
 
-AGE_BANDS = [(0, 12), (13, 19), (20, 29), (30, 39), (40, 49), (50, 59), (60, 69), (70, 120)]
 CHECK_THRESHOLDS = (18, 21, 25)
 
 
@@ -46,7 +45,7 @@ def interval_stats(preds: Predictions, calibration: AgeCalibration, coverage: fl
     covered = (y >= low) & (y <= high)
     out = {"coverage_target": coverage, "coverage": float(covered.mean()), "mean_width": float((high - low).mean()),
            "per_age_band": {}}
-    for lo, hi in AGE_BANDS:
+    for lo, hi in AGE_GROUPS:
         sel = (y >= lo) & (y <= hi)
         if sel.sum() >= 5:
             out["per_age_band"][_band_name(lo, hi)] = {"n": int(sel.sum()), "coverage": float(covered[sel].mean()),
@@ -82,7 +81,7 @@ def _breakdowns(preds: Predictions, records) -> dict:
                                                      preds.gender, weights), "n_people": int(round(weights.sum()))}
     y, exact = preds.age_low, preds.exact_age
     bands = {}
-    for lo, hi in AGE_BANDS:
+    for lo, hi in AGE_GROUPS:
         sel = exact & (y >= lo) & (y <= hi)
         if sel.any():
             bands[_band_name(lo, hi)] = summarize_predictions(preds.age[sel], preds.prob_male[sel], y[sel],
@@ -185,6 +184,20 @@ def evaluate_model(model, annotations, output_dir, device: str = "cpu", batch_si
     return report
 
 
+def exact_age_predictions(model, annotations, batch_size: int = 64, limit: int | None = None,
+                          flip_tta: bool = True) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(predicted age, predicted spread, true age)`` of the exactly-aged people of each CSV:
+    what calibration is fitted on."""
+    model, processor = _load(model)
+    out = []
+    for csv_path in annotations:
+        records = read_annotations(csv_path)[:limit] if limit else read_annotations(csv_path)
+        preds = _predict_records(model, processor, records, batch_size, flip_tta)
+        exact = preds.exact_age
+        out.append((preds.age[exact], preds.age_std[exact], preds.age_low[exact]))
+    return out
+
+
 def calibrate_model(model, annotations, output=None, device: str = "cpu", batch_size: int = 64,
                     limit: int | None = None, flip_tta: bool = True) -> dict:
     """Fit :class:`AgeCalibration` on the exact ages in ``annotations`` (held-out data, never the
@@ -193,17 +206,11 @@ def calibrate_model(model, annotations, output=None, device: str = "cpu", batch_
     model, processor = _load(model)
     model = model.to(device).eval()
     annotations = [annotations] if isinstance(annotations, (str, Path)) else list(annotations)
-    ages, stds, truth = [], [], []
-    for csv_path in annotations:
-        records = read_annotations(csv_path)[:limit] if limit else read_annotations(csv_path)
-        preds = _predict_records(model, processor, records, batch_size, flip_tta)
-        exact = preds.exact_age
-        ages.append(preds.age[exact])
-        stds.append(preds.age_std[exact])
-        truth.append(preds.age_low[exact])
+    per_csv = exact_age_predictions((model, processor), annotations, batch_size, limit, flip_tta)
+    ages, stds, truth = (np.concatenate(columns) for columns in zip(*per_csv))
     fitted_on = ", ".join(Path(a).name for a in annotations)
-    calibration = AgeCalibration.fit(np.concatenate(ages), np.concatenate(stds), np.concatenate(truth),
-                                     min_age=model.config.min_age, max_age=model.config.max_age, fitted_on=fitted_on)
+    calibration = AgeCalibration.fit(ages, stds, truth, min_age=model.config.min_age, max_age=model.config.max_age,
+                                     fitted_on=fitted_on)
     model.config.age_calibration = calibration.to_dict()
     target = output or (source if isinstance(source, (str, Path)) and Path(source).is_dir() else None)
     if target is None:
