@@ -35,6 +35,9 @@ AGE_GROUPS = ((0, 12), (13, 19), (20, 29), (30, 39), (40, 49), (50, 59), (60, 69
 # The groups the intervals are calibrated in: the report's, with the children split, because a
 # toddler's error is measured in months and a ten-year-old's in years.
 CALIBRATION_GROUPS = ((0, 5), (6, 12)) + AGE_GROUPS[1:]
+# The floor of the predicted spread, in years: a (near-)zero spread would turn every error into
+# an infinite normalised residual.
+MIN_STD = 0.5
 INTERVAL_COVERAGES = np.round(np.arange(0.5, 0.9901, 0.01), 2)
 LEVELS = np.round(np.concatenate([[0.001, 0.0025], np.arange(0.005, 0.9951, 0.005), [0.9975, 0.999]]), 4)
 
@@ -106,7 +109,7 @@ class AgeCalibration:
     def interval(self, age, std, coverage: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
         if not 0 < coverage < 1:
             raise ValueError(f"coverage must be between 0 and 1, got {coverage}")
-        age, std = np.atleast_1d(np.asarray(age, float)), np.maximum(np.atleast_1d(np.asarray(std, float)), 0.5)
+        age, std = _person_arrays(age, std)
         if self.group_intervals is not None:
             return self.group_intervals.interval(age, std, coverage)
         band = self._band(age)
@@ -116,7 +119,7 @@ class AgeCalibration:
         return np.clip(low, self.min_age, self.max_age), np.clip(high, self.min_age, self.max_age)
 
     def prob_at_least(self, age, std, threshold: float) -> np.ndarray:
-        age, std = np.atleast_1d(np.asarray(age, float)), np.maximum(np.atleast_1d(np.asarray(std, float)), 0.5)
+        age, std = _person_arrays(age, std)
         band = self._band(age)
         z = (threshold - 0.5 - age) / std  # ages are whole years: "at least 18" means true age > 17.5
         cdf = np.array([np.interp(zi, self.quantiles[b], self.levels, left=0.0, right=1.0) for zi, b in zip(z, band)])
@@ -201,7 +204,7 @@ class TrueAgeGroupIntervals:
         return low, high
 
     def _covers(self, age, std, true_age, tail) -> np.ndarray:
-        low, high = self._hull(age, np.maximum(std, 0.5), tail)
+        low, high = self._hull(age, np.maximum(std, MIN_STD), tail)
         return (true_age >= low) & (true_age <= high)
 
     def interval(self, age, std, coverage: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
@@ -217,9 +220,19 @@ class TrueAgeGroupIntervals:
         return np.clip(low, self.min_age, self.max_age), np.clip(high, self.min_age, self.max_age)
 
 
+def age_group_name(lo, hi) -> str:
+    """``"13-19"``; the open-ended last group ``"70+"``."""
+    return f"{lo}+" if hi >= 120 else f"{lo}-{hi}"
+
+
 def normalized_residual(true_age, pred_age, pred_std) -> np.ndarray:
-    """The conformity score: error in units of the predicted spread (floored at half a year)."""
-    return (np.asarray(true_age) - np.asarray(pred_age)) / np.maximum(np.asarray(pred_std), 0.5)
+    """The conformity score: error in units of the predicted spread (floored at ``MIN_STD``)."""
+    return (np.asarray(true_age) - np.asarray(pred_age)) / np.maximum(np.asarray(pred_std), MIN_STD)
+
+
+def _person_arrays(age, std) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted ages and spreads as 1-D arrays, the spread floored at ``MIN_STD``."""
+    return np.atleast_1d(np.asarray(age, float)), np.maximum(np.atleast_1d(np.asarray(std, float)), MIN_STD)
 
 
 def _conformal_quantiles(r: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .calibration import MIN_STD
 from .results import ImageResult
 
 
@@ -76,7 +77,7 @@ class AgeSmoother:
         self.stats: dict[int, list[float]] = {}
 
     def update(self, track_id: int, age: float, std: float, prob_male: float) -> tuple[float, float, float]:
-        w = 1.0 / max(std, 0.5) ** 2
+        w = 1.0 / max(std, MIN_STD) ** 2
         s = self.stats.setdefault(track_id, [0.0, 0.0, 0.0, 0])
         s[0] += w
         s[1] += w * age

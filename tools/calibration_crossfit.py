@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mivolo_lite.calibration import AGE_GROUPS, CALIBRATION_GROUPS, AgeCalibration
+from mivolo_lite.calibration import AGE_GROUPS, CALIBRATION_GROUPS, AgeCalibration, age_group_name
 from mivolo_lite.evaluation.report import exact_age_predictions
 from mivolo_lite.hub import load_model_and_processor
 
@@ -38,7 +38,7 @@ def main() -> None:
     source = np.concatenate([[name] * len(p[0]) for name, p in zip(names, per_csv)])
     rng = np.random.default_rng(args.seed)
     print(f"{len(truth)} people; {args.repeats} x {args.folds}-fold; coverage {args.coverage}")
-    print("| intervals | set | overall | " + " | ".join(f"{lo}-{hi}" if hi < 120 else f"{lo}+" for lo, hi in AGE_GROUPS) + " |")
+    print("| intervals | set | overall | " + " | ".join(age_group_name(lo, hi) for lo, hi in AGE_GROUPS) + " |")
     print("|---" * (3 + len(AGE_GROUPS)) + "|")
     for method, groups in METHODS.items():
         covered = np.zeros((args.repeats, len(truth)), bool)

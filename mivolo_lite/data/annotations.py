@@ -80,8 +80,9 @@ def _box_text(box) -> str:
     return "" if box is None else " ".join(f"{v:.1f}" for v in box)
 
 
-def read_annotations(path: str | Path) -> list[AnnotationRecord]:
-    """Read an annotation CSV; image paths are resolved against the CSV's folder."""
+def read_annotations(path: str | Path, limit: int | None = None) -> list[AnnotationRecord]:
+    """Read an annotation CSV; image paths are resolved against the CSV's folder. ``limit``: the
+    first that many rows (None or 0: all), for quick runs."""
     path = Path(path)
     root = path.parent
     records = []
@@ -107,7 +108,7 @@ def read_annotations(path: str | Path) -> list[AnnotationRecord]:
                 ))
             except ValueError as e:
                 raise ValueError(f"{path}, line {line}: {e}") from None
-    return records
+    return records[:limit] if limit else records
 
 
 def write_annotations(records: list[AnnotationRecord], path: str | Path) -> Path:

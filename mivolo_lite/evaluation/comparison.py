@@ -56,7 +56,7 @@ def compare_models(model_a, model_b, annotations, device: str = "cpu", batch_siz
     annotations = [annotations] if isinstance(annotations, (str, Path)) else list(annotations)
     results, lines = {}, ["# Model comparison", "", f"A: `{model_a}`", f"B: `{model_b}`", ""]
     for csv_path in annotations:
-        records = read_annotations(csv_path)[:limit] if limit else read_annotations(csv_path)
+        records = read_annotations(csv_path, limit)
         scores = []
         for model, processor in loaded:
             p = _predict_records(model, processor, records, batch_size, flip_tta)

@@ -9,17 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..calibration import AGE_GROUPS, AgeCalibration, uncalibrated
+from ..calibration import AGE_GROUPS, AgeCalibration, age_group_name, uncalibrated
 from ..data.annotations import read_annotations
 from ..data.dataset import AgeDataset
 from .inference import Predictions, predict_dataset
 from .metrics import per_person_weights, summarize_predictions
 
 CHECK_THRESHOLDS = (18, 21, 25)
-
-
-def _band_name(lo, hi) -> str:
-    return f"{lo}+" if hi >= 120 else f"{lo}-{hi}"
 
 
 def _load(model):
@@ -48,7 +44,7 @@ def interval_stats(preds: Predictions, calibration: AgeCalibration, coverage: fl
     for lo, hi in AGE_GROUPS:
         sel = (y >= lo) & (y <= hi)
         if sel.sum() >= 5:
-            out["per_age_band"][_band_name(lo, hi)] = {"n": int(sel.sum()), "coverage": float(covered[sel].mean()),
+            out["per_age_band"][age_group_name(lo, hi)] = {"n": int(sel.sum()), "coverage": float(covered[sel].mean()),
                                                        "mean_width": float((high - low)[sel].mean())}
     return out
 
@@ -84,7 +80,7 @@ def _breakdowns(preds: Predictions, records) -> dict:
     for lo, hi in AGE_GROUPS:
         sel = exact & (y >= lo) & (y <= hi)
         if sel.any():
-            bands[_band_name(lo, hi)] = summarize_predictions(preds.age[sel], preds.prob_male[sel], y[sel],
+            bands[age_group_name(lo, hi)] = summarize_predictions(preds.age[sel], preds.prob_male[sel], y[sel],
                                                               preds.age_high[sel], preds.gender[sel])
     groups = sorted({r.age_group for r in records if r.age_group})
     for g in groups:
@@ -134,7 +130,7 @@ def evaluate_model(model, annotations, output_dir, device: str = "cpu", batch_si
               f"flip TTA: {flip_tta}, intervals: {'calibrated, ' + calibration.fitted_on if table else 'UNCALIBRATED'}.", ""]
     for csv_path in annotations:
         name = Path(csv_path).stem
-        records = read_annotations(csv_path)[:limit] if limit else read_annotations(csv_path)
+        records = read_annotations(csv_path, limit)
         preds = _predict_records(model, processor, records, batch_size, flip_tta)
         result = _breakdowns(preds, records)
         # input modes, where a person has both a face and a body
@@ -191,7 +187,7 @@ def exact_age_predictions(model, annotations, batch_size: int = 64, limit: int |
     model, processor = _load(model)
     out = []
     for csv_path in annotations:
-        records = read_annotations(csv_path)[:limit] if limit else read_annotations(csv_path)
+        records = read_annotations(csv_path, limit)
         preds = _predict_records(model, processor, records, batch_size, flip_tta)
         exact = preds.exact_age
         out.append((preds.age[exact], preds.age_std[exact], preds.age_low[exact]))

@@ -69,11 +69,7 @@ def _csv_lists(cfg: TrainConfig, accelerator: Accelerator) -> tuple[list[str], l
 
 
 def _records(paths: list[str], limit: int | None):
-    out = []
-    for p in paths:
-        rows = read_annotations(p)
-        out.extend(rows[:limit] if limit else rows)
-    return out
+    return [r for p in paths for r in read_annotations(p, limit)]
 
 
 CHECKPOINT_NAME = re.compile(r"step_(\d+)")
