@@ -198,3 +198,46 @@ def test_flip_tta_averages_the_input_and_its_mirror(tiny_model, inputs):
     assert torch.allclose(both.age_probs, (plain.age_probs + mirrored.age_probs) / 2, atol=1e-5)
     assert torch.allclose(both.gender_prob, (plain.gender_prob + mirrored.gender_prob) / 2, atol=1e-5)
     assert not torch.allclose(plain.age_probs, mirrored.age_probs)  # the mirror is a different input
+
+
+def test_deepened_trunk_predicts_exactly_as_before_and_its_new_blocks_learn():
+    from mivolo_lite.models.growth import deepen_trunk
+
+    torch.manual_seed(0)
+    model = MiVOLOLiteModel(tiny_config(stage_depths=[2])).eval()
+    grown = deepen_trunk(model, 3).eval()
+    assert grown.config.stage_depths == [5] and len(grown.stages) == 5
+    face, body = batch()
+    mask = torch.tensor([True, True, False, True]), torch.tensor([True, False, True, True])
+    before, after = model(face, body, *mask), grown(face, body, *mask)
+    assert torch.allclose(before.age_logits, after.age_logits, atol=1e-5)
+    assert torch.allclose(before.gender_logits, after.gender_logits, atol=1e-5)
+    # the old blocks are kept in order, the new ones are zero-residual identities in between
+    old_blocks = [b for b in grown.stages if b.mlp.fc2.weight.abs().sum() > 0]
+    assert len(old_blocks) == 2
+    for old, new in zip(model.stages, old_blocks):
+        assert torch.equal(old.attn.qkv.weight, new.attn.qkv.weight)
+    # the zeroed layers receive gradients, so training can use the added blocks
+    grown.train()
+    out = grown(face, body, age_low=torch.full((4,), 30.0), age_high=torch.full((4,), 30.0),
+                gender=torch.tensor([1, 0, 1, 0]))
+    out.loss.backward()
+    new_blocks = [b for b in grown.stages if b.mlp.fc2.weight.abs().sum() == 0]
+    assert len(new_blocks) == 3
+    assert all(b.mlp.fc2.weight.grad.abs().sum() > 0 and b.attn.proj.weight.grad.abs().sum() > 0 for b in new_blocks)
+
+
+def test_deepening_d1_keeps_its_outlookers_and_refuses_an_outlooker_last_stage():
+    from mivolo_lite.models.growth import deepen_trunk
+
+    torch.manual_seed(0)
+    d1 = MiVOLOLiteModel(MiVOLOLiteConfig.from_preset("d1", stage_depths=[1, 1], image_size=64)).eval()
+    grown = deepen_trunk(d1, 1).eval()  # d1: outlookers, a downsample, then transformers
+    assert grown.config.stage_depths == [1, 2]
+    face, body = batch(2, 64)
+    assert torch.allclose(d1(face, body).age_logits, grown(face, body).age_logits, atol=1e-5)
+    d1.config.stage_types = ["outlooker", "outlooker"]
+    with pytest.raises(ValueError, match="outlooker"):
+        deepen_trunk(d1, 1)
+    with pytest.raises(ValueError, match="extra_blocks"):
+        deepen_trunk(MiVOLOLiteModel(tiny_config()), 0)

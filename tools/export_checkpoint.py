@@ -26,7 +26,11 @@ def main(argv=None):
     ckpt = Path(args.checkpoint) if args.checkpoint else latest_checkpoint(cfg.output_dir)
     if ckpt is None:
         raise SystemExit(f"no checkpoint under {cfg.output_dir}/checkpoints")
-    model_cfg = MiVOLOLiteConfig.from_preset(cfg.model.preset, **cfg.model.overrides)
+    if cfg.model.init_from:  # the run's architecture is its starting model's (e.g. a grown one)
+        model_cfg = MiVOLOLiteConfig.from_pretrained(cfg.model.init_from)
+        model_cfg.age_calibration = None
+    else:
+        model_cfg = MiVOLOLiteConfig.from_preset(cfg.model.preset, **cfg.model.overrides)
     model = MiVOLOLiteModel(model_cfg)
     if args.raw:
         from safetensors.torch import load_file
