@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from mivolo_lite.models import MiVOLOLiteConfig, MiVOLOLiteImageProcessor, MiVOLOLiteModel
+from mivolo_lite.models import MiVOLOLiteImageProcessor, MiVOLOLiteModel
 from mivolo_lite.training import load_config
-from mivolo_lite.training.trainer import latest_checkpoint
+from mivolo_lite.training.trainer import latest_checkpoint, run_model_config
 
 
 def main(argv=None):
@@ -26,11 +26,7 @@ def main(argv=None):
     ckpt = Path(args.checkpoint) if args.checkpoint else latest_checkpoint(cfg.output_dir)
     if ckpt is None:
         raise SystemExit(f"no checkpoint under {cfg.output_dir}/checkpoints")
-    if cfg.model.init_from:  # the run's architecture is its starting model's (e.g. a grown one)
-        model_cfg = MiVOLOLiteConfig.from_pretrained(cfg.model.init_from)
-        model_cfg.age_calibration = None
-    else:
-        model_cfg = MiVOLOLiteConfig.from_preset(cfg.model.preset, **cfg.model.overrides)
+    model_cfg = run_model_config(cfg)
     model = MiVOLOLiteModel(model_cfg)
     if args.raw:
         from safetensors.torch import load_file

@@ -22,7 +22,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     model = MiVOLOLiteModel.from_pretrained(args.model, use_safetensors=True).eval()
     grown = deepen_trunk(model, args.extra_trunk_blocks).eval()
-    grown.config.age_calibration = None  # intervals are refitted after training (tools/calibrate.py)
 
     # The promise of the operation, checked on the spot: same outputs for random inputs.
     size = model.config.image_size

@@ -51,22 +51,13 @@ def deepen_trunk(model: MiVOLOLiteModel, extra_blocks: int) -> MiVOLOLiteModel:
     first_old = len(model.stages) - old_depth  # index of the last stage's first block in model.stages
     first_new = len(grown.stages) - new_depth
     kept = {first_new + (i * new_depth) // old_depth: first_old + i for i in range(old_depth)}
-    old_state = model.state_dict()
-    new_state = grown.state_dict()
-    for key in new_state:
-        parts = key.split(".")
-        if parts[0] == "stages":
-            index = int(parts[1])
-            if index < first_new:
-                source = key
-            elif index in kept:
-                source = ".".join(["stages", str(kept[index]), *parts[2:]])
-            else:
-                continue  # a new block: filled below
-        else:
-            source = key
-        new_state[key] = old_state[source].clone()
-    grown.load_state_dict(new_state)
+    outside_stages = {k: v for k, v in model.state_dict().items() if not k.startswith("stages.")}
+    missing, unexpected = grown.load_state_dict(outside_stages, strict=False)
+    assert not unexpected and all(k.startswith("stages.") for k in missing)
+    for index in range(first_old):  # earlier stages (d1: outlookers, downsample) are unchanged
+        grown.stages[index].load_state_dict(model.stages[index].state_dict())
+    for new_index, old_index in kept.items():
+        grown.stages[new_index].load_state_dict(model.stages[old_index].state_dict())
     for index in range(first_new, len(grown.stages)):
         if index not in kept:
             zero_residual_(grown.stages[index])

@@ -124,6 +124,16 @@ def freeze_all_but(model: torch.nn.Module, prefixes: list[str]) -> list[torch.nn
             if any(True for _ in m.parameters()) and not any(p.requires_grad for p in m.parameters())]
 
 
+def run_model_config(cfg: TrainConfig) -> MiVOLOLiteConfig:
+    """The architecture a run trains: its starting model's (``model.init_from``, which may differ
+    from any preset, e.g. a grown one) or else its preset with overrides."""
+    if cfg.model.init_from:
+        model_cfg = MiVOLOLiteConfig.from_pretrained(cfg.model.init_from)
+        model_cfg.age_calibration = None  # a calibration belongs to the old weights
+        return model_cfg
+    return MiVOLOLiteConfig.from_preset(cfg.model.preset, **cfg.model.overrides)
+
+
 def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = None,
           max_steps: int | None = None) -> Path | None:
     """Train; returns the folder of the exported final model (None if stopped early by
@@ -137,12 +147,10 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
     out_dir = Path(cfg.output_dir)
     started = time.monotonic()
 
+    model_cfg = run_model_config(cfg)
     if cfg.model.init_from:
-        model = MiVOLOLiteModel.from_pretrained(cfg.model.init_from, use_safetensors=True)
-        model.config.age_calibration = None  # a calibration belongs to the old weights
-        model_cfg = model.config
+        model = MiVOLOLiteModel.from_pretrained(cfg.model.init_from, config=model_cfg, use_safetensors=True)
     else:
-        model_cfg = MiVOLOLiteConfig.from_preset(cfg.model.preset, **cfg.model.overrides)
         model = MiVOLOLiteModel(model_cfg)
     processor = MiVOLOLiteImageProcessor(size=model_cfg.image_size)
     frozen = freeze_all_but(model, cfg.optim.train_only) if cfg.optim.train_only else []
