@@ -1,5 +1,10 @@
+import os
+import re
 import subprocess
 import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_import_is_light():
@@ -22,3 +27,16 @@ def test_shipped_default_model_is_small_safetensors():
     weights = DEFAULT_MODEL_DIR / "model.safetensors"
     assert weights.exists() and weights.stat().st_size < 20 * 2**20
     assert not list(DEFAULT_MODEL_DIR.glob("*.bin")) and not list(DEFAULT_MODEL_DIR.glob("*.pt"))
+
+
+def test_readme_quick_start_finds_its_photo_on_a_new_machine(tmp_path):
+    # The quick start takes the photo's path from a `$(python -c ...)` substitution. On a new
+    # machine the first import of ultralytics prints a note about the settings file it creates
+    # before the path; the command must still yield the path alone.
+    readme = (REPO / "README.md").read_text()
+    command = re.search(r'mivolo-lite predict "\$\((.+?)\)" --save-images', readme).group(1)
+    env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path)}  # no settings file yet, as on a new machine
+    out = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=120)
+    assert (tmp_path / "Ultralytics" / "settings.json").exists(), "ultralytics did not start from scratch"
+    path = Path(out.stdout.strip())
+    assert path.name == "bus.jpg" and path.is_file(), out.stdout
