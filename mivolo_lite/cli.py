@@ -151,7 +151,7 @@ def cmd_calibrate(args) -> int:
     from .evaluation.report import calibrate_model
 
     table = calibrate_model(args.model, args.annotations, output=args.output, device=args.device,
-                            batch_size=args.batch_size, limit=args.limit)
+                            batch_size=args.batch_size, limit=args.limit, weights_dtype=args.weights_dtype)
     groups = table.get("true_age_groups", {})
     print(json.dumps({"age_check": table["method"], "band_edges": table["band_edges"], "band_counts": table["counts"],
                       "intervals": table.get("interval_method", table["method"]), "true_age_groups": groups.get("groups"),
@@ -228,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, help="folder to save the calibrated model (default: in place)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--weights-dtype", choices=["float32", "float16"], default="float32",
+                   help="store the weights in this dtype (float16: half the file; the model still runs in fp32)")
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("demo", help="start the Gradio web demo")

@@ -29,10 +29,41 @@ def resolve_model(name_or_path: str | Path | None) -> str:
     return str(name_or_path)
 
 
+WEIGHT_DTYPES = ("float32", "float16")
+
+
+def save_model(model, processor, folder: str | Path, weights_dtype: str = "float32") -> None:
+    """``save_pretrained`` of model and processor, the floating-point weights stored in
+    ``weights_dtype``. ``"float16"`` halves the file (the shipped model: 2.9 MB instead of 5.6) at
+    no measurable cost in accuracy for ``lite``; the config keeps ``dtype: float32``, so every
+    loader, ours and transformers' ``AutoModel``, builds the model in fp32 and widens the weights."""
+    dtype = _weights_dtype(weights_dtype)
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    model.save_pretrained(folder, state_dict=state)
+    processor.save_pretrained(folder)
+
+
+def round_to_storage(model, weights_dtype: str = "float32"):
+    """The model (in place) with its floating-point weights rounded to ``weights_dtype`` and back
+    to fp32: what loading it after :func:`save_model` gives, so that what is fitted or measured on
+    it (a calibration table) holds for the saved model exactly."""
+    return model.to(_weights_dtype(weights_dtype)).float()
+
+
+def _weights_dtype(name: str):
+    import torch
+
+    if name not in WEIGHT_DTYPES:
+        raise ValueError(f"weights_dtype must be one of {WEIGHT_DTYPES}, not {name!r}")
+    return getattr(torch, name)
+
+
 def load_model_and_processor(name_or_path: str | Path | None, revision: str | None = None, **hub_kwargs):
     """(model, processor) from a folder or repo id, with one clear error when it cannot be found.
     Weights are read from safetensors only: a folder that holds only a pickle checkpoint
-    (``pytorch_model.bin``) is refused rather than unpickled."""
+    (``pytorch_model.bin``) is refused rather than unpickled. The model is always built in fp32,
+    whatever dtype its weights were stored in (lower precisions run under autocast instead)."""
+    import torch
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     from .models import MiVOLOLiteImageProcessor, MiVOLOLiteModel
@@ -44,7 +75,8 @@ def load_model_and_processor(name_or_path: str | Path | None, revision: str | No
             raise ModelNotFoundError(f"{resolved!r} holds only pickle weights (.bin/.pt); {PICKLE_REFUSED}")
         raise ModelNotFoundError(f"{resolved!r} has no model.safetensors")
     try:
-        model = MiVOLOLiteModel.from_pretrained(resolved, revision=revision, use_safetensors=True, **hub_kwargs)
+        model = MiVOLOLiteModel.from_pretrained(resolved, revision=revision, use_safetensors=True, dtype=torch.float32,
+                                                **hub_kwargs)
         processor = MiVOLOLiteImageProcessor.from_pretrained(resolved, revision=revision, **hub_kwargs)
     except (RepositoryNotFoundError, LocalEntryNotFoundError, HFValidationError) as e:
         raise ModelNotFoundError(_not_found_message(resolved, e)) from None

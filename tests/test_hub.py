@@ -124,3 +124,66 @@ def test_push_to_hub_uploads_model_and_processor_files(saved_model, monkeypatch)
     except Exception as e:  # pragma: no cover - shows what transformers needed beyond these two calls
         pytest.fail(f"push_to_hub failed offline with patched Hub API: {type(e).__name__}: {e}")
     assert "model.safetensors" in sent and "config.json" in sent and "preprocessor_config.json" in sent
+
+
+def test_float16_weights_halve_the_file_and_load_as_float32(saved_model, tmp_path):
+    from transformers import AutoModel
+
+    from mivolo_lite.hub import load_model_and_processor, save_model
+
+    model, processor, folder = saved_model
+    half = tmp_path / "half"
+    save_model(model, processor, half, weights_dtype="float16")
+    size, full_size = (half / "model.safetensors").stat().st_size, (folder / "model.safetensors").stat().st_size
+    assert size < 0.6 * full_size
+    from safetensors import safe_open
+
+    with safe_open(half / "model.safetensors", "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} <= {torch.float16, torch.int64}
+    assert json.loads((half / "config.json").read_text())["dtype"] == "float32"
+    faces, bodies = [random_image(seed=1), None], [random_image(200, 90, seed=3), random_image(seed=4)]
+    inputs = processor(faces=faces, bodies=bodies)
+    for loaded in (load_model_and_processor(half)[0], AutoModel.from_pretrained(half)):
+        loaded.eval()
+        assert all(p.dtype == torch.float32 for p in loaded.parameters())
+        with torch.no_grad():
+            expected, got = model.predict(**inputs), loaded.predict(**inputs)
+        assert torch.allclose(got.age, expected.age, atol=0.05)
+        assert torch.allclose(got.gender_prob, expected.gender_prob, atol=2e-3)
+    with pytest.raises(ValueError, match="weights_dtype"):
+        save_model(model, processor, tmp_path / "bad", weights_dtype="int8")
+
+
+def test_a_model_saved_in_half_precision_is_built_in_float32(saved_model, tmp_path):
+    # model.half().save_pretrained() writes dtype float16 into the config, which transformers
+    # would follow; our loader builds fp32 (the CPU path and autocast expect fp32 parameters)
+    from mivolo_lite.hub import load_model_and_processor
+
+    model, processor, _ = saved_model
+    folder = tmp_path / "halved"
+    model.half().save_pretrained(folder)
+    processor.save_pretrained(folder)
+    loaded, _ = load_model_and_processor(folder)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+
+
+def test_calibration_is_fitted_on_the_weights_as_stored(saved_model, tmp_path, data_root):
+    # the calibration table must hold for the saved float16 weights, not for the fp32 ones before
+    from mivolo_lite.calibration import AgeCalibration
+    from mivolo_lite.data.annotations import AnnotationRecord, write_annotations
+    from mivolo_lite.evaluation.report import calibrate_model, exact_age_predictions
+    from mivolo_lite.hub import load_model_and_processor
+
+    model, processor, folder = saved_model
+    images = sorted((data_root / "utkface" / "images").glob("*.jpg"))[:60]
+    csv_path = write_annotations([AnnotationRecord(image=str(p), face_box=(0, 0, 200, 200), age=float(10 + i))
+                                  for i, p in enumerate(images)], tmp_path / "calib.csv")
+    out = tmp_path / "calibrated"
+    table = calibrate_model(str(folder), [csv_path], output=out, weights_dtype="float16")
+    saved = load_model_and_processor(out)
+    (ages, stds, truth), = exact_age_predictions(saved, [csv_path])
+    (ages_fp32, _, _), = exact_age_predictions(load_model_and_processor(folder), [csv_path])
+    assert not np.array_equal(ages, ages_fp32) and np.allclose(ages, ages_fp32, atol=0.05)
+    refit = AgeCalibration.fit(ages, stds, truth, min_age=saved[0].config.min_age, max_age=saved[0].config.max_age,
+                               fitted_on="calib.csv")
+    assert refit.to_dict() == table

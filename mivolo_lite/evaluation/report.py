@@ -195,12 +195,15 @@ def exact_age_predictions(model, annotations, batch_size: int = 64, limit: int |
 
 
 def calibrate_model(model, annotations, output=None, device: str = "cpu", batch_size: int = 64,
-                    limit: int | None = None, flip_tta: bool = True) -> dict:
+                    limit: int | None = None, flip_tta: bool = True, weights_dtype: str = "float32") -> dict:
     """Fit :class:`AgeCalibration` on the exact ages in ``annotations`` (held-out data, never the
-    training split) and save the model with it to ``output`` (default: the model's own folder)."""
+    training split) and save the model with it to ``output`` (default: the model's own folder),
+    its weights stored in ``weights_dtype`` (see :func:`mivolo_lite.hub.save_model`)."""
+    from ..hub import round_to_storage, save_model
+
     source = model
     model, processor = _load(model)
-    model = model.to(device).eval()
+    model = round_to_storage(model, weights_dtype).to(device).eval()
     annotations = [annotations] if isinstance(annotations, (str, Path)) else list(annotations)
     per_csv = exact_age_predictions((model, processor), annotations, batch_size, limit, flip_tta)
     ages, stds, truth = (np.concatenate(columns) for columns in zip(*per_csv))
@@ -211,6 +214,5 @@ def calibrate_model(model, annotations, output=None, device: str = "cpu", batch_
     target = output or (source if isinstance(source, (str, Path)) and Path(source).is_dir() else None)
     if target is None:
         raise ValueError("give output=<folder> to save the calibrated model")
-    model.save_pretrained(target)
-    processor.save_pretrained(target)
+    save_model(model, processor, target, weights_dtype)
     return model.config.age_calibration
