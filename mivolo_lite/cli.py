@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from .hub import WEIGHT_DTYPES
+
 CSV_FIELDS = ["source", "frame", "person", "face_box", "body_box", "age", "age_std", "age_interval", "coverage",
               "gender", "gender_score", "face_score", "body_score", "track_id", "error"]
 
@@ -228,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, help="folder to save the calibrated model (default: in place)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--weights-dtype", choices=["float32", "float16"], default="float32",
+    p.add_argument("--weights-dtype", choices=WEIGHT_DTYPES, default="float32",
                    help="store the weights in this dtype (float16: half the file; the model still runs in fp32)")
     p.set_defaults(func=cmd_calibrate)
 
