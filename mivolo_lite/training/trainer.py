@@ -149,7 +149,9 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
 
     model_cfg = run_model_config(cfg)
     if cfg.model.init_from:
-        model = MiVOLOLiteModel.from_pretrained(cfg.model.init_from, config=model_cfg, use_safetensors=True)
+        # fp32 master weights whatever the start was stored in (the shipped model: fp16)
+        model = MiVOLOLiteModel.from_pretrained(cfg.model.init_from, config=model_cfg, use_safetensors=True,
+                                                dtype=torch.float32)
     else:
         model = MiVOLOLiteModel(model_cfg)
     processor = MiVOLOLiteImageProcessor(size=model_cfg.image_size)
