@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from mivolo_lite.hub import save_model
 from mivolo_lite.models import MiVOLOLiteImageProcessor, MiVOLOLiteModel
 from mivolo_lite.training import load_config
 from mivolo_lite.training.trainer import latest_checkpoint, run_model_config
@@ -41,8 +42,7 @@ def main(argv=None):
     if missing or unexpected:
         raise SystemExit(f"checkpoint does not match the config: missing {missing[:5]}, unexpected {unexpected[:5]}")
     out = Path(args.output)
-    model.save_pretrained(out)
-    MiVOLOLiteImageProcessor(size=model_cfg.image_size).save_pretrained(out)
+    save_model(model, MiVOLOLiteImageProcessor(size=model_cfg.image_size), out)
     counters = torch.load(ckpt / "custom_checkpoint_1.pkl", map_location="cpu", weights_only=True)
     (out / "training_summary.json").write_text(json.dumps({"checkpoint": ckpt.name, **counters}, indent=2))
     print(f"exported {'raw' if args.raw else 'EMA'} weights of {ckpt} to {out}")

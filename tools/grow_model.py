@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from mivolo_lite.hub import save_model
 from mivolo_lite.models import MiVOLOLiteImageProcessor, MiVOLOLiteModel
 from mivolo_lite.models.growth import deepen_trunk
 
@@ -33,8 +34,7 @@ def main(argv=None):
         raise SystemExit(f"grown model disagrees with {args.model} by {drift:g}; not saved")
 
     out = Path(args.output)
-    grown.save_pretrained(out)
-    MiVOLOLiteImageProcessor.from_pretrained(args.model).save_pretrained(out)
+    save_model(grown, MiVOLOLiteImageProcessor.from_pretrained(args.model), out)
     n_old = sum(p.numel() for p in model.parameters())
     n_new = sum(p.numel() for p in grown.parameters())
     print(f"trunk {model.config.stage_depths} -> {grown.config.stage_depths} blocks, "

@@ -33,6 +33,7 @@ from ..data.dataset import AgeDataset, EpochShuffleSampler
 from ..data.teacher import read_teacher_labels
 from ..evaluation.inference import predict_batches
 from ..evaluation.metrics import summarize_predictions
+from ..hub import save_model
 from ..models import MiVOLOLiteConfig, MiVOLOLiteImageProcessor, MiVOLOLiteModel
 from .config import TrainConfig
 
@@ -308,8 +309,7 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
 
     final_dir = out_dir / "final"
     if accelerator.is_main_process:
-        ema.module.save_pretrained(final_dir)
-        processor.save_pretrained(final_dir)
+        save_model(ema.module, processor, final_dir)
         with open(final_dir / "training_summary.json", "w") as f:
             json.dump({"steps": state.step, "epochs": state.epoch, "minutes": (time.monotonic() - started) / 60,
                        "processes": accelerator.num_processes, "device": str(accelerator.device),
