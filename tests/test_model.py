@@ -241,3 +241,37 @@ def test_deepening_d1_keeps_its_outlookers_and_refuses_an_outlooker_last_stage()
         deepen_trunk(d1, 1)
     with pytest.raises(ValueError, match="extra_blocks"):
         deepen_trunk(MiVOLOLiteModel(tiny_config()), 0)
+
+
+def test_resized_input_model_predicts_as_the_original_on_the_larger_crops(tmp_path):
+    """resize_input stores the resampled position embeddings the forward pass would otherwise
+    compute on the fly, so at the new size it predicts exactly what the original model does on
+    those crops; tools/grow_model.py saves it with a processor that makes crops of that size."""
+    from mivolo_lite.hub import save_model
+    from mivolo_lite.models import MiVOLOLiteImageProcessor
+    from mivolo_lite.models.growth import resize_input
+    from test_export import load_tool
+
+    torch.manual_seed(0)
+    model = MiVOLOLiteModel(tiny_config()).eval()  # 32 px, stride 8: a 4x4 grid
+    with torch.no_grad():
+        model.face_encoder.pos_embed.normal_()  # a grid that resampling visibly changes
+    resized = resize_input(model, 48).eval()
+    assert resized.config.image_size == 48 and resized.face_encoder.pos_embed.shape == (1, 6, 6, 32)
+    old, new = model.state_dict(), resized.state_dict()
+    assert all(torch.equal(old[k], new[k]) for k in old if not k.endswith("pos_embed"))
+    face, body = batch(size=48)
+    assert torch.allclose(model(face, body).age_logits, resized(face, body).age_logits, atol=1e-5)
+    small_face, small_body = batch(size=32)
+    assert not torch.allclose(model(small_face, small_body).age_logits, resized(small_face, small_body).age_logits)
+    with pytest.raises(ValueError, match="multiple"):
+        resize_input(model, 50)
+
+    save_model(model, MiVOLOLiteImageProcessor(size=32, image_mean=[0.5] * 3), tmp_path / "small")
+    load_tool("grow_model").main([str(tmp_path / "small"), "--image-size", "48", "-o", str(tmp_path / "big")])
+    processor = MiVOLOLiteImageProcessor.from_pretrained(tmp_path / "big")
+    assert processor.size == 48 and processor.image_mean == [0.5] * 3
+    reloaded = MiVOLOLiteModel.from_pretrained(tmp_path / "big", use_safetensors=True).eval()
+    assert torch.allclose(reloaded(face, body).age_logits, resized(face, body).age_logits, atol=1e-5)
+    with pytest.raises(SystemExit):
+        load_tool("grow_model").main([str(tmp_path / "small"), "-o", str(tmp_path / "none")])

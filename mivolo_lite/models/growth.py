@@ -1,5 +1,5 @@
-"""Growing a trained model deeper without changing what it computes (function-preserving
-deepening, as in Net2Net's "deeper" operator and progressive stacking).
+"""Growing a trained model: deeper without changing what it computes (function-preserving
+deepening, as in Net2Net's "deeper" operator and progressive stacking), or to larger crops.
 
 A pre-norm transformer block is ``x + attn(norm(x))`` then ``x + mlp(norm(x))``; with the
 attention's output projection and the MLP's second layer set to zero, both branches add exactly
@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .configuration_mivolo_lite import MiVOLOLiteConfig
+from .layers import resize_pos_embed
 from .modeling_mivolo_lite import MiVOLOLiteModel
 
 
@@ -62,3 +63,19 @@ def deepen_trunk(model: MiVOLOLiteModel, extra_blocks: int) -> MiVOLOLiteModel:
         if index not in kept:
             zero_residual_(grown.stages[index])
     return grown
+
+
+def resize_input(model: MiVOLOLiteModel, image_size: int) -> MiVOLOLiteModel:
+    """A copy of ``model`` for ``image_size`` px crops: every weight kept, each branch's position
+    embedding resampled (bicubic, as the forward pass already does for other input sizes) to the
+    new token grid. Unlike :func:`deepen_trunk` this changes the predictions: more pixels per face
+    is more detail (wrinkles, skin) than the weights were fitted on, so fine-tune the result at
+    its new size (FixRes: train small, then fine-tune at the size you test at)."""
+    config: MiVOLOLiteConfig = model.config
+    if image_size % config.total_stride:
+        raise ValueError(f"image_size must be a multiple of the stem's stride {config.total_stride}, got {image_size}")
+    resized = MiVOLOLiteModel(MiVOLOLiteConfig.from_dict({**config.to_dict(), "image_size": image_size}))
+    grid = (image_size // config.total_stride,) * 2
+    state = {k: resize_pos_embed(v, grid) if k.endswith("pos_embed") else v for k, v in model.state_dict().items()}
+    resized.load_state_dict(state)
+    return resized
