@@ -275,3 +275,31 @@ def test_resized_input_model_predicts_as_the_original_on_the_larger_crops(tmp_pa
     assert torch.allclose(reloaded(face, body).age_logits, resized(face, body).age_logits, atol=1e-5)
     with pytest.raises(SystemExit):
         load_tool("grow_model").main([str(tmp_path / "small"), "-o", str(tmp_path / "none")])
+
+
+def test_reported_age_is_the_distributions_median_unless_the_config_asks_for_the_mean(tiny_model):
+    from mivolo_lite.models.modeling_mivolo_lite import distribution_median
+
+    grid = torch.arange(0, 101, dtype=torch.float32)
+    probs = torch.zeros(3, 101)
+    probs[0, 30] = 1.0                       # all mass on one age: that age
+    probs[1, 10], probs[1, 90] = 0.6, 0.4    # skewed: the median stays with the majority, the mean does not
+    probs[2, 20:23] = torch.tensor([0.25, 0.5, 0.25])
+    median = distribution_median(probs, grid)
+    assert torch.allclose(median, torch.tensor([30.0, 10 - 0.5 + 0.5 / 0.6, 21.0]), atol=1e-4)
+    assert (probs[1] * grid).sum() == pytest.approx(42.0)
+    # continuous: moving a little mass moves the median a little, not by whole years
+    nudged = probs[2].clone()
+    nudged[20], nudged[22] = 0.24, 0.26
+    assert 21.0 < distribution_median(nudged[None], grid).item() < 21.05
+
+    face, body = batch()
+    out = tiny_model.predict(face, body, flip_tta=False)
+    assert tiny_model.config.age_estimate == "median"
+    assert torch.allclose(out.age, distribution_median(out.age_probs, grid), atol=1e-5)
+    tiny_model.config.age_estimate = "mean"
+    mean = tiny_model.predict(face, body, flip_tta=False)
+    assert torch.allclose(mean.age, (mean.age_probs * grid).sum(-1), atol=1e-4)
+    assert torch.equal(mean.age_std, out.age_std)  # the spread is the distribution's, either way
+    with pytest.raises(ValueError, match="age_estimate"):
+        tiny_config(age_estimate="mode")

@@ -45,6 +45,11 @@ PRESETS: dict[str, dict] = {
     ),
 }
 
+# The one age reported per person, read off the predicted distribution: its median is the age
+# with the least expected absolute error under the model's own belief (MAE is the measure),
+# its mean the least squared error. The loss trains the distribution, not this choice.
+AGE_ESTIMATES = ("median", "mean")
+
 
 class MiVOLOLiteConfig(PretrainedConfig):
     """Hyper-parameters of :class:`~mivolo_lite.models.MiVOLOLiteModel`.
@@ -52,7 +57,8 @@ class MiVOLOLiteConfig(PretrainedConfig):
     Build one from a preset with ``MiVOLOLiteConfig.from_preset("lite", **overrides)``.
 
     Age is predicted as a distribution over integer ages ``min_age..max_age``; labels outside
-    that range are clipped. ``age_calibration`` holds the conformal calibration (see
+    that range are clipped. ``age_estimate`` is the point read off it (see ``AGE_ESTIMATES``:
+    ``"median"``, the default, or ``"mean"``). ``age_calibration`` holds the conformal calibration (see
     :mod:`mivolo_lite.calibration`) so that it travels with the weights.
     """
 
@@ -80,6 +86,7 @@ class MiVOLOLiteConfig(PretrainedConfig):
         drop_path_rate: float = 0.05,
         min_age: int = 0,
         max_age: int = 100,
+        age_estimate: str = "median",
         age_calibration: dict | None = None,
         **kwargs,
     ):
@@ -103,6 +110,9 @@ class MiVOLOLiteConfig(PretrainedConfig):
         self.drop_path_rate = drop_path_rate
         self.min_age = min_age
         self.max_age = max_age
+        if age_estimate not in AGE_ESTIMATES:
+            raise ValueError(f"age_estimate must be one of {AGE_ESTIMATES}, got {age_estimate!r}")
+        self.age_estimate = age_estimate
         self.age_calibration = age_calibration
         lengths = {len(self.stage_types), len(self.stage_depths), len(self.stage_dims), len(self.stage_heads)}
         if len(lengths) != 1:
