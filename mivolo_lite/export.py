@@ -1,7 +1,7 @@
 """ONNX export of the estimator, and an onnxruntime backend that stands in for the torch model.
 
 The exported graph takes both crops and both presence masks with a dynamic batch and returns the
-age distribution and P(male); everything derived from them (expected age, spread, flip TTA) is
+age distribution and P(male); everything derived from them (age, spread, flip TTA) is
 computed here with the torch model's own code, so the two backends cannot drift apart.
 
 A graph cannot skip an encoder for a batch that lacks that input, as eager torch does, so the
@@ -199,7 +199,7 @@ class OnnxEstimator:
             pixel_name, mask_name = BRANCH_INPUTS[branch]
             feeds[pixel_name], feeds[mask_name] = x.contiguous().numpy(), present.numpy()
         probs, male = (torch.from_numpy(v) for v in self.session(branches).run(list(OUTPUT_NAMES), feeds))
-        # expected age and spread (and the TTA average): the torch code itself
+        # age and spread (and the TTA average): the torch code itself
         return self.model.summarize_mirrored(probs, male) if flip_tta else self.model.summarize_probs(probs, male)
 
 
@@ -228,7 +228,7 @@ def resolve_precision(precision: str, device: str | torch.device, model: nn.Modu
 
 class AutocastEstimator:
     """The torch model under ``torch.autocast``: matrix products and convolutions in bf16/fp16,
-    softmax and everything after it in fp32 (autocast keeps softmax in fp32, and the expected age
+    softmax and everything after it in fp32 (autocast keeps softmax in fp32, and the age
     and spread are computed from those fp32 probabilities). Outputs are fp32 tensors, as from
     the model itself."""
 

@@ -48,7 +48,9 @@ def age_distribution_loss(
         teacher_probs = teacher_probs[known]
     log_p = F.log_softmax(logits.float(), dim=-1)
     p = log_p.exp()
-    expected_age = (p * ages).sum(dim=1)  # the age we report; both label kinds put an L1 term on it
+    # both label kinds put an L1 term on the mean: it pulls the distribution's centre onto the label
+    # (the age reported is by default the median, config.age_estimate, which follows the centre)
+    expected_age = (p * ages).sum(dim=1)
     exact = (high - low) < 0.5
 
     per_sample = torch.zeros_like(low)
@@ -69,8 +71,8 @@ def age_distribution_loss(
         lo, hi = low[~exact] - 0.5, high[~exact] + 0.5
         inside = (ages.unsqueeze(0) >= lo.unsqueeze(1)) & (ages.unsqueeze(0) <= hi.unsqueeze(1))
         mass = (p[~exact] * inside).sum(dim=1).clamp_min(1e-6)
-        # The reported age is the mean, and most of the mass inside the group does not keep the
-        # mean there (a tail far outside drags it out): the L1 distance of the mean from the
+        # Most of the mass inside the group does not keep the centre of the distribution there
+        # (a tail far outside drags it out): the L1 distance of the mean from the
         # interval, the exact-age L1 term with the point widened to the group.
         mean = expected_age[~exact]
         outside_by = (lo - mean).clamp_min(0) + (mean - hi).clamp_min(0)
