@@ -25,6 +25,7 @@ before the true-age groups existed keep working (their intervals use the predict
 from __future__ import annotations
 
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,8 +57,12 @@ class AgeDecision:
 
 class AgeCalibration:
     def __init__(self, band_edges, quantiles, counts, levels=LEVELS, min_age: float = 0, max_age: float = 100,
-                 fitted_on: str = "", group_intervals: "TrueAgeGroupIntervals | None" = None):
+                 fitted_on: str = "", group_intervals: "TrueAgeGroupIntervals | None" = None,
+                 age_estimate: str = "mean"):
         self.group_intervals = group_intervals
+        # which point of the distribution the residuals were measured from (config.age_estimate;
+        # tables from before the choice existed were all fitted on the mean)
+        self.age_estimate = age_estimate
         self.band_edges = np.asarray(band_edges, dtype=np.float64)
         self.quantiles = np.asarray(quantiles, dtype=np.float64)  # (bands, levels), non-decreasing rows
         self.counts = list(counts)
@@ -68,7 +73,7 @@ class AgeCalibration:
     @classmethod
     def fit(cls, pred_age, pred_std, true_age, band_edges=DEFAULT_BAND_EDGES, min_per_band: int = 40,
             min_age: float = 0, max_age: float = 100, fitted_on: str = "",
-            age_groups=CALIBRATION_GROUPS, min_per_group: int = 30) -> "AgeCalibration":
+            age_groups=CALIBRATION_GROUPS, min_per_group: int = 30, age_estimate: str = "mean") -> "AgeCalibration":
         pred_age, pred_std, true_age = (np.asarray(a, dtype=np.float64) for a in (pred_age, pred_std, true_age))
         ok = np.isfinite(pred_age) & np.isfinite(pred_std) & np.isfinite(true_age)
         pred_age, pred_std, true_age = pred_age[ok], pred_std[ok], true_age[ok]
@@ -79,13 +84,14 @@ class AgeCalibration:
                                                     for lo, hi in zip(band_edges[:-1], band_edges[1:])], min_per_band)
         group_intervals = TrueAgeGroupIntervals.fit(pred_age, pred_std, true_age, age_groups, min_per_group,
                                                     min_age, max_age) if age_groups else None
-        return cls(band_edges, quantiles, counts, LEVELS, min_age, max_age, fitted_on, group_intervals)
+        return cls(band_edges, quantiles, counts, LEVELS, min_age, max_age, fitted_on, group_intervals, age_estimate)
 
     # -- serialisation ---------------------------------------------------------------------------
     def to_dict(self) -> dict:
         d = {"method": "mondrian_normalized_conformal", "band_edges": self.band_edges.tolist(),
              "levels": self.levels.tolist(), "quantiles": np.round(self.quantiles, 5).tolist(),
-             "counts": self.counts, "min_age": self.min_age, "max_age": self.max_age, "fitted_on": self.fitted_on}
+             "counts": self.counts, "min_age": self.min_age, "max_age": self.max_age, "fitted_on": self.fitted_on,
+             "age_estimate": self.age_estimate}
         if self.group_intervals is not None:
             d["interval_method"] = "true_age_group_conformal"
             d["true_age_groups"] = self.group_intervals.to_dict()
@@ -97,7 +103,7 @@ class AgeCalibration:
         return cls(d["band_edges"], d["quantiles"], d["counts"], d["levels"], d.get("min_age", 0),
                    d.get("max_age", 100), d.get("fitted_on", ""),
                    TrueAgeGroupIntervals.from_dict(groups, d["levels"], d.get("min_age", 0), d.get("max_age", 100))
-                   if groups else None)
+                   if groups else None, d.get("age_estimate", "mean"))
 
     # -- use -------------------------------------------------------------------------------------
     def _band(self, age: np.ndarray) -> np.ndarray:
@@ -250,6 +256,24 @@ def _mondrian_quantiles(r: np.ndarray, selections, min_count: int):
     pooled = _conformal_quantiles(r)
     counts = [int(sel.sum()) for sel in selections]
     return [_conformal_quantiles(r[sel]) if n >= min_count else pooled for sel, n in zip(selections, counts)], counts
+
+
+def calibration_of(config) -> tuple[AgeCalibration, bool]:
+    """The calibration a model carries (``config.age_calibration``) and whether it has one; the
+    Gaussian stand-in otherwise. Warns when the table was fitted on another age estimate than the
+    model now reports (``config.age_estimate``): its residuals are then measured from the wrong
+    point, and the intervals and age checks are off until ``mivolo-lite calibrate`` is rerun."""
+    table = getattr(config, "age_calibration", None)
+    if not table:
+        return uncalibrated(config.min_age, config.max_age), False
+    calibration = AgeCalibration.from_dict(table)
+    reported = getattr(config, "age_estimate", "mean")
+    if calibration.age_estimate != reported:
+        warnings.warn(f"the age calibration was fitted on the {calibration.age_estimate} of the age distribution "
+                      f"but the model reports its {reported} (config.age_estimate): age intervals and age checks "
+                      f"are not calibrated; rerun `mivolo-lite calibrate` on held-out data, or set "
+                      f"config.age_estimate = {calibration.age_estimate!r}", stacklevel=2)
+    return calibration, True
 
 
 def uncalibrated(min_age: float = 0, max_age: float = 100) -> AgeCalibration:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ._image_io import ImageLoadError, load_image
-from .calibration import AgeCalibration, AgeDecision, uncalibrated
+from .calibration import AgeDecision, calibration_of
 from .detection import Detections, InvalidBoxesError, build_detector
 from .detection.pairing import PersonCrops, crop_persons, match_faces_to_bodies
 from .export import build_estimator
@@ -47,10 +47,7 @@ class AgePredictor:
         self.flip_tta = flip_tta
         self.coverage = coverage
         self.max_pixels = max_pixels
-        table = getattr(model.config, "age_calibration", None)
-        self.calibration = AgeCalibration.from_dict(table) if table else uncalibrated(model.config.min_age,
-                                                                                      model.config.max_age)
-        self.is_calibrated = bool(table)
+        self.calibration, self.is_calibrated = calibration_of(model.config)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path | None = None, device: str = "cpu", detector=None,

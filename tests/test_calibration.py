@@ -92,3 +92,43 @@ def test_bad_arguments_and_uncalibrated_fallback():
         cal.interval(30, 4, 1.5)
     with pytest.raises(ValueError):
         AgeCalibration.fit([1, 2], [1, 1], [1, 2])
+
+
+def test_a_table_fitted_on_another_age_estimate_than_the_model_reports_warns():
+    """The residuals are measured from the age the model reports: a table fitted on the mean
+    does not calibrate a model that reports the median (or the reverse), and says so."""
+    import warnings
+    from types import SimpleNamespace
+
+    from mivolo_lite.calibration import calibration_of
+
+    table = AgeCalibration.fit(*synthetic(500, 0), age_estimate="median").to_dict()
+    config = SimpleNamespace(age_calibration=table, age_estimate="median", min_age=0, max_age=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        calibration, calibrated = calibration_of(config)
+    assert calibrated and calibration.age_estimate == "median"
+    config.age_estimate = "mean"
+    with pytest.warns(UserWarning, match="fitted on the median .* reports its mean"):
+        calibration_of(config)
+    old = dict(table)
+    del old["age_estimate"]  # tables from before the choice existed were all fitted on the mean
+    config.age_calibration, config.age_estimate = old, "median"
+    with pytest.warns(UserWarning, match="fitted on the mean"):
+        calibration_of(config)
+    config.age_calibration = None
+    assert calibration_of(config)[1] is False
+
+
+def test_the_shipped_model_is_calibrated_for_the_age_it_reports():
+    import warnings
+
+    from mivolo_lite.calibration import calibration_of
+    from mivolo_lite.models import MiVOLOLiteConfig
+    from mivolo_lite.hub import resolve_model
+
+    config = MiVOLOLiteConfig.from_pretrained(resolve_model(None))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        calibration, calibrated = calibration_of(config)
+    assert calibrated and calibration.age_estimate == config.age_estimate == "median"

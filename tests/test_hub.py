@@ -185,5 +185,5 @@ def test_calibration_is_fitted_on_the_weights_as_stored(saved_model, tmp_path, d
     (ages_fp32, _, _), = exact_age_predictions(load_model_and_processor(folder), [csv_path])
     assert not np.array_equal(ages, ages_fp32) and np.allclose(ages, ages_fp32, atol=0.05)
     refit = AgeCalibration.fit(ages, stds, truth, min_age=saved[0].config.min_age, max_age=saved[0].config.max_age,
-                               fitted_on="calib.csv")
+                               fitted_on="calib.csv", age_estimate=saved[0].config.age_estimate)
     assert refit.to_dict() == table

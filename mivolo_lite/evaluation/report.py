@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..calibration import AGE_GROUPS, AgeCalibration, age_group_name, uncalibrated
+from ..calibration import AGE_GROUPS, AgeCalibration, age_group_name, calibration_of
 from ..data.annotations import read_annotations
 from ..data.dataset import AgeDataset
 from .inference import Predictions, predict_dataset
@@ -120,14 +120,13 @@ def evaluate_model(model, annotations, output_dir, device: str = "cpu", batch_si
     ``output_dir`` and returns the report path."""
     model, processor = _load(model)
     model = model.to(device).eval()
-    table = getattr(model.config, "age_calibration", None)
-    calibration = AgeCalibration.from_dict(table) if table else uncalibrated(model.config.min_age, model.config.max_age)
+    calibration, calibrated = calibration_of(model.config)
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     annotations = [annotations] if isinstance(annotations, (str, Path)) else list(annotations)
     summary, lines = {}, ["# Evaluation report", ""]
     lines += [f"Model: `{getattr(model, 'name_or_path', '') or model.config.preset}` (preset `{model.config.preset}`), "
-              f"flip TTA: {flip_tta}, intervals: {'calibrated, ' + calibration.fitted_on if table else 'UNCALIBRATED'}.", ""]
+              f"flip TTA: {flip_tta}, intervals: {'calibrated, ' + calibration.fitted_on if calibrated else 'UNCALIBRATED'}.", ""]
     for csv_path in annotations:
         name = Path(csv_path).stem
         records = read_annotations(csv_path, limit)
@@ -209,7 +208,7 @@ def calibrate_model(model, annotations, output=None, device: str = "cpu", batch_
     ages, stds, truth = (np.concatenate(columns) for columns in zip(*per_csv))
     fitted_on = ", ".join(Path(a).name for a in annotations)
     calibration = AgeCalibration.fit(ages, stds, truth, min_age=model.config.min_age, max_age=model.config.max_age,
-                                     fitted_on=fitted_on)
+                                     fitted_on=fitted_on, age_estimate=model.config.age_estimate)
     model.config.age_calibration = calibration.to_dict()
     target = output or (source if isinstance(source, (str, Path)) and Path(source).is_dir() else None)
     if target is None:
