@@ -278,7 +278,7 @@ def test_resized_input_model_predicts_as_the_original_on_the_larger_crops(tmp_pa
 
 
 def test_reported_age_is_the_distributions_median_unless_the_config_asks_for_the_mean(tiny_model):
-    from mivolo_lite.models.modeling_mivolo_lite import distribution_median
+    from mivolo_lite.models.age_distribution import distribution_median
 
     grid = torch.arange(0, 101, dtype=torch.float32)
     probs = torch.zeros(3, 101)
@@ -303,3 +303,23 @@ def test_reported_age_is_the_distributions_median_unless_the_config_asks_for_the
     assert torch.equal(mean.age_std, out.age_std)  # the spread is the distribution's, either way
     with pytest.raises(ValueError, match="age_estimate"):
         tiny_config(age_estimate="mode")
+
+
+def test_the_loss_can_pull_the_median_instead_of_the_mean_onto_the_label():
+    """optim.age_l1_point: the L1 terms of both label kinds measure the chosen point of the
+    distribution, and the median's gradient reaches the logits through its interpolation."""
+    grid = torch.arange(0, 101, dtype=torch.float32)
+    probs = torch.full((2, 101), 1e-6)
+    probs[:, 10], probs[:, 90] = 0.6, 0.4  # median about 10.3, mean about 42
+    logits = probs.log().requires_grad_()
+    low, high = torch.tensor([10.33, 5.0]), torch.tensor([10.33, 15.0])  # an exact age, an age group
+    kw = dict(mean_weight=1.0, variance_weight=0.0)
+    per_point = {point: age_distribution_loss(logits, grid, low, high, l1_point=point, **kw) for point in ("mean", "median")}
+    # both samples sit at the median: its L1 terms vanish; the mean is 31.7 years from the age and
+    # 26.5 from the group (15 + 0.5: whole years count up to the end of the last one)
+    assert per_point["mean"].item() - per_point["median"].item() == pytest.approx((31.67 + 26.5) / 2, abs=0.05)
+    exact_only = age_distribution_loss(logits[:1], grid, low[:1] + 20, high[:1] + 20, l1_point="median", **kw)
+    exact_only.backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="l1_point"):
+        age_distribution_loss(logits, grid, low, high, l1_point="mode")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .age_distribution import distribution_median
+
 
 def age_distribution_loss(
     logits: torch.Tensor,
@@ -22,15 +24,17 @@ def age_distribution_loss(
     variance_weight: float = 0.05,
     teacher_probs: torch.Tensor | None = None,
     teacher_weight: float = 0.0,
+    l1_point: str = "mean",
 ) -> torch.Tensor:
     """Loss over a softmax distribution ``logits`` (B, K) on the age grid ``ages`` (K,).
 
     - exact ages: label-distribution learning (cross-entropy to a Gaussian of ``label_sigma``
-      years around the label) plus the mean-variance loss (L1 of the expected age, which is what
-      MAE measures, and the distribution's variance, which keeps it honest and unimodal);
+      years around the label) plus the mean-variance loss (L1 of the expected age, or with
+      ``l1_point="median"`` of the median, which is what MAE measures, and the distribution's
+      variance, which keeps it honest and unimodal);
     - intervals: negative log of the probability mass inside ``[low, high]`` (the model is free to
       place the mass anywhere inside, which is all an age group tells us) plus the same L1 term on
-      the expected age, measured to the nearest end of the interval (0 inside it);
+      the same point, measured to the nearest end of the interval (0 inside it);
     - unknown ages contribute nothing;
     - knowledge distillation: where ``teacher_probs`` (B, K) has a distribution (rows that sum to
       0 have none), an exact age's cross-entropy target is ``(1 - teacher_weight)`` times the
@@ -48,9 +52,13 @@ def age_distribution_loss(
         teacher_probs = teacher_probs[known]
     log_p = F.log_softmax(logits.float(), dim=-1)
     p = log_p.exp()
-    # both label kinds put an L1 term on the mean: it pulls the distribution's centre onto the label
-    # (the age reported is by default the median, config.age_estimate, which follows the centre)
     expected_age = (p * ages).sum(dim=1)
+    # Both label kinds put an L1 term on one point of the distribution, pulled onto the label:
+    # ``l1_point`` "mean" (the expected age) or "median" (the age reported by default,
+    # config.age_estimate; differentiable through the interpolation inside its bin).
+    if l1_point not in ("mean", "median"):
+        raise ValueError(f"l1_point must be 'mean' or 'median', got {l1_point!r}")
+    point = expected_age if l1_point == "mean" else distribution_median(p, ages)
     exact = (high - low) < 0.5
 
     per_sample = torch.zeros_like(low)
@@ -66,16 +74,15 @@ def age_distribution_loss(
         ce = -(target * log_p[exact]).sum(dim=1)
         mean = expected_age[exact]
         var = (p[exact] * (ages.unsqueeze(0) - mean.unsqueeze(1)) ** 2).sum(dim=1)
-        per_sample[exact] = ce + mean_weight * (mean - target_age.squeeze(1)).abs() + variance_weight * var.sqrt()
+        per_sample[exact] = ce + mean_weight * (point[exact] - target_age.squeeze(1)).abs() + variance_weight * var.sqrt()
     if (~exact).any():
         lo, hi = low[~exact] - 0.5, high[~exact] + 0.5
         inside = (ages.unsqueeze(0) >= lo.unsqueeze(1)) & (ages.unsqueeze(0) <= hi.unsqueeze(1))
         mass = (p[~exact] * inside).sum(dim=1).clamp_min(1e-6)
         # Most of the mass inside the group does not keep the centre of the distribution there
-        # (a tail far outside drags it out): the L1 distance of the mean from the
-        # interval, the exact-age L1 term with the point widened to the group.
-        mean = expected_age[~exact]
-        outside_by = (lo - mean).clamp_min(0) + (mean - hi).clamp_min(0)
+        # (a tail far outside drags it out): the L1 distance of the point from the
+        # interval, the exact-age L1 term with the label widened to the group.
+        outside_by = (lo - point[~exact]).clamp_min(0) + (point[~exact] - hi).clamp_min(0)
         per_sample[~exact] = -mass.log() + mean_weight * outside_by
     return (per_sample * weight).sum() / weight.sum().clamp_min(1e-6)
 

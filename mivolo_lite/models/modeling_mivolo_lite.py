@@ -19,6 +19,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from .age_distribution import distribution_median
 from .configuration_mivolo_lite import MiVOLOLiteConfig
 from .layers import ConvPatchStem, CrossAttentionFusion, resize_pos_embed
 from .losses import age_distribution_loss, gender_loss
@@ -46,20 +47,6 @@ def append_mirrored(pixels: torch.Tensor | None) -> torch.Tensor | None:
     twice the batch launches half the kernels of two calls, which is what a GPU waits on at small
     batches: 4.3 vs 9.1 ms at batch 1 on an H200). Undo with :meth:`MiVOLOLiteModel.summarize_mirrored`."""
     return None if pixels is None else torch.cat([pixels, pixels.flip(-1)])
-
-
-def distribution_median(probs: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """Median of distributions ``probs`` (..., K) over the integer ages ``grid`` (K,), each age
-    read as a bin one year wide centred on it, interpolated inside the bin where the cumulative
-    mass crosses 1/2: continuous in the probabilities (a rounded median would jump by whole years)
-    and built from ops that export to ONNX (cumsum, comparison, gather)."""
-    cum = probs.cumsum(-1)
-    last = probs.shape[-1] - 1
-    index = (cum < 0.5).sum(-1, keepdim=True).clamp(max=last)  # first bin whose cumulative mass reaches 1/2
-    mass = probs.gather(-1, index)
-    below = cum.gather(-1, index) - mass
-    inside = ((0.5 - below) / mass.clamp_min(1e-12)).clamp(0.0, 1.0)
-    return (grid[index.squeeze(-1)] - 0.5 + inside.squeeze(-1)).clamp(grid[0], grid[-1])
 
 
 def _stochastic_depths(config: MiVOLOLiteConfig) -> list[float]:
@@ -209,6 +196,7 @@ class MiVOLOLiteModel(MiVOLOLitePreTrainedModel):
         teacher_male: torch.Tensor | None = None,
         distill_age_weight: float = 0.0,
         distill_gender_weight: float = 0.0,
+        age_l1_point: str = "mean",
         **kwargs,
     ) -> MiVOLOLiteOutput:
         if face_pixel_values is None and body_pixel_values is None:
@@ -236,7 +224,8 @@ class MiVOLOLiteModel(MiVOLOLitePreTrainedModel):
 
         if age_low is not None or gender is not None:
             a_loss = age_distribution_loss(age_logits, self.age_grid, age_low, age_high, sample_weight,
-                                           teacher_probs=teacher_age_probs, teacher_weight=distill_age_weight) \
+                                           teacher_probs=teacher_age_probs, teacher_weight=distill_age_weight,
+                                           l1_point=age_l1_point) \
                 if age_low is not None else age_logits.sum() * 0.0
             g_loss = gender_loss(gender_logits, gender, sample_weight, teacher_male=teacher_male,
                                  teacher_weight=distill_gender_weight) if gender is not None else gender_logits.sum() * 0.0

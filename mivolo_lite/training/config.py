@@ -59,6 +59,9 @@ class OptimSection:
     # with data.teacher_labels: share of the teacher in the age-distribution and gender targets
     distill_age_weight: float = 0.5
     distill_gender_weight: float = 0.5
+    # the point of the age distribution the L1 terms pull onto the label: "mean" (every stage up
+    # to 29) or "median" (the age the model reports by default)
+    age_l1_point: str = "mean"
     mixed_precision: str = "no"  # "no" | "fp16" | "bf16"
     # Train only the parameters whose names start with one of these prefixes (e.g. [body_encoder,
     # missing_face] to refit the body branch without moving a single face-only prediction); the

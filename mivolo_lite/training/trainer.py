@@ -262,7 +262,8 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
                                                      "teacher_age_probs", "teacher_male") if k in batch},
                             branch_drop_prob=cfg.optim.branch_drop_prob,
                             distill_age_weight=cfg.optim.distill_age_weight,
-                            distill_gender_weight=cfg.optim.distill_gender_weight)
+                            distill_gender_weight=cfg.optim.distill_gender_weight,
+                            age_l1_point=cfg.optim.age_l1_point)
                 accelerator.backward(out.age_loss + cfg.optim.gender_loss_weight * out.gender_loss)
                 if accelerator.sync_gradients and cfg.optim.grad_clip:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
