@@ -256,7 +256,10 @@ def test_resized_input_model_predicts_as_the_original_on_the_larger_crops(tmp_pa
     model = MiVOLOLiteModel(tiny_config()).eval()  # 32 px, stride 8: a 4x4 grid
     with torch.no_grad():
         model.face_encoder.pos_embed.normal_()  # a grid that resampling visibly changes
+    model.config.age_calibration = {"fitted_on": "the old predictions"}
     resized = resize_input(model, 48).eval()
+    assert resized.config.age_calibration is None  # it described the old predictions
+    model.config.age_calibration = None
     assert resized.config.image_size == 48 and resized.face_encoder.pos_embed.shape == (1, 6, 6, 32)
     old, new = model.state_dict(), resized.state_dict()
     assert all(torch.equal(old[k], new[k]) for k in old if not k.endswith("pos_embed"))

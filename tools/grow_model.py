@@ -57,7 +57,6 @@ def main(argv=None):
     out = Path(args.output)
     processor = MiVOLOLiteImageProcessor.from_pretrained(args.model)
     processor.size = grown.config.image_size  # crops as large as the model now expects
-    grown.config.age_calibration = None  # a calibration belongs to the old predictions
     save_model(grown, processor, out)
     n_old = sum(p.numel() for p in model.parameters())
     n_new = sum(p.numel() for p in grown.parameters())

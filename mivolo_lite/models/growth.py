@@ -70,11 +70,13 @@ def resize_input(model: MiVOLOLiteModel, image_size: int) -> MiVOLOLiteModel:
     embedding resampled (bicubic, as the forward pass already does for other input sizes) to the
     new token grid. Unlike :func:`deepen_trunk` this changes the predictions: more pixels per face
     is more detail (wrinkles, skin) than the weights were fitted on, so fine-tune the result at
-    its new size (FixRes: train small, then fine-tune at the size you test at)."""
+    its new size (FixRes: train small, then fine-tune at the size you test at). Any calibration is
+    dropped with the old predictions it was fitted on."""
     config: MiVOLOLiteConfig = model.config
     if image_size % config.total_stride:
         raise ValueError(f"image_size must be a multiple of the stem's stride {config.total_stride}, got {image_size}")
-    resized = MiVOLOLiteModel(MiVOLOLiteConfig.from_dict({**config.to_dict(), "image_size": image_size}))
+    resized = MiVOLOLiteModel(MiVOLOLiteConfig.from_dict({**config.to_dict(), "image_size": image_size,
+                                                          "age_calibration": None}))
     grid = (image_size // config.total_stride,) * 2
     state = {k: resize_pos_embed(v, grid) if k.endswith("pos_embed") else v for k, v in model.state_dict().items()}
     resized.load_state_dict(state)

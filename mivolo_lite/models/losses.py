@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .age_distribution import distribution_median
+from .configuration_mivolo_lite import AGE_ESTIMATES
 
 
 def age_distribution_loss(
@@ -56,8 +57,8 @@ def age_distribution_loss(
     # Both label kinds put an L1 term on one point of the distribution, pulled onto the label:
     # ``l1_point`` "mean" (the expected age) or "median" (the age reported by default,
     # config.age_estimate; differentiable through the interpolation inside its bin).
-    if l1_point not in ("mean", "median"):
-        raise ValueError(f"l1_point must be 'mean' or 'median', got {l1_point!r}")
+    if l1_point not in AGE_ESTIMATES:
+        raise ValueError(f"l1_point must be one of {AGE_ESTIMATES}, got {l1_point!r}")
     point = expected_age if l1_point == "mean" else distribution_median(p, ages)
     exact = (high - low) < 0.5
 
