@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark import PEER_INSTALL, add_peer_path  # noqa: E402  (tools/: the peer is found the same way)
 from mivolo_lite._image_io import ImageLoadError, load_image  # noqa: E402
 from mivolo_lite.data.annotations import read_annotations  # noqa: E402
-from mivolo_lite.data.teacher import TEACHER_COLUMNS, format_teacher_row  # noqa: E402
+from mivolo_lite.data.teacher import TEACHER_COLUMNS, format_teacher_row, refuse_held_out  # noqa: E402
 
 
 def load_teacher(peer_path: str | None):
@@ -73,10 +73,7 @@ def main(argv: list[str] | None = None, teacher=None) -> int:
     parser.add_argument("--output", required=True, help="CSV to write")
     args = parser.parse_args(argv)
 
-    held_out = [p for p in args.csv if Path(p).stem.endswith(("_val", "_calib"))]
-    if held_out:
-        raise SystemExit(f"refusing to label held-out data ({', '.join(held_out)}): the student must not "
-                         "learn from validation or calibration images, not even through a teacher")
+    refuse_held_out(args.csv)
     teacher = teacher or load_teacher(args.peer_path)
     records = [r for path in args.csv for r in read_annotations(path) if r.face_box is not None]
     out = Path(args.output)

@@ -33,6 +33,15 @@ def format_teacher_row(image, face_box, male_prob: float, age_probs: np.ndarray)
             " ".join(f"{p:.5f}" for p in age_probs)]
 
 
+def refuse_held_out(csv_paths) -> None:
+    """Stop a teacher from labelling validation or calibration files (``*_val.csv``,
+    ``*_calib.csv``): the student must not learn from them, not even through a teacher."""
+    held_out = [str(p) for p in csv_paths if Path(p).stem.endswith(("_val", "_calib"))]
+    if held_out:
+        raise SystemExit(f"refusing to label held-out data ({', '.join(held_out)}): the student must not "
+                         "learn from validation or calibration images, not even through a teacher")
+
+
 def read_teacher_labels(path: str | Path) -> dict[tuple[str, tuple[int, ...]], TeacherLabel]:
     labels = {}
     with open(path, newline="") as f:
@@ -51,3 +60,14 @@ def read_teacher_labels(path: str | Path) -> dict[tuple[str, tuple[int, ...]], T
                 raise ValueError(f"{path}, line {line}: bad face box, probabilities or male_prob")
             labels[teacher_key(row["image"], box)] = TeacherLabel(probs / probs.sum(), male)
     return labels
+
+
+def read_teacher_embeddings(path: str | Path) -> dict[tuple[str, tuple[int, ...]], np.ndarray]:
+    """Face-recognition descriptors for feature distillation, as ``tools/probe_teacher.py`` caches
+    them: an ``.npz`` of ``image``, ``box`` (N, 4) and ``desc`` (N, 2, D), the descriptors of the
+    face and of its mirror image. Keyed like teacher labels. Loaded without pickle."""
+    with np.load(path, allow_pickle=False) as stored:
+        missing = {"image", "box", "desc"} - set(stored.files)
+        if missing or stored["desc"].ndim != 3 or stored["desc"].shape[1] != 2:
+            raise ValueError(f"{path}: not a descriptor file (image, box and desc (N, 2, D) expected)")
+        return {teacher_key(i, b): d.astype(np.float32) for i, b, d in zip(stored["image"], stored["box"], stored["desc"])}
