@@ -187,3 +187,26 @@ def test_calibration_is_fitted_on_the_weights_as_stored(saved_model, tmp_path, d
     refit = AgeCalibration.fit(ages, stds, truth, min_age=saved[0].config.min_age, max_age=saved[0].config.max_age,
                                fitted_on="calib.csv", age_estimate=saved[0].config.age_estimate)
     assert refit.to_dict() == table
+
+
+def test_calibration_drops_the_training_only_descriptor_head(tmp_path, data_root):
+    from conftest import tiny_config
+    from mivolo_lite.data.annotations import AnnotationRecord, write_annotations
+    from mivolo_lite.evaluation.report import calibrate_model, exact_age_predictions
+    from mivolo_lite.hub import load_model_and_processor, save_model
+    from mivolo_lite.models import MiVOLOLiteImageProcessor, MiVOLOLiteModel
+
+    torch.manual_seed(0)
+    model = MiVOLOLiteModel(tiny_config(face_embedding_dim=8)).eval()
+    folder = tmp_path / "trained"
+    save_model(model, MiVOLOLiteImageProcessor(size=32), folder)
+    images = sorted((data_root / "utkface" / "images").glob("*.jpg"))[:40]
+    csv_path = write_annotations([AnnotationRecord(image=str(p), face_box=(0, 0, 200, 200), age=float(10 + i))
+                                  for i, p in enumerate(images)], tmp_path / "calib.csv")
+    calibrate_model(str(folder), [csv_path], output=tmp_path / "shipped")
+    shipped = load_model_and_processor(tmp_path / "shipped")
+    assert shipped[0].face_embedding_head is None and shipped[0].config.face_embedding_dim == 0
+    assert not any(k.startswith("face_embedding_head") for k in shipped[0].state_dict())
+    (ages, _, _), = exact_age_predictions(shipped, [csv_path])
+    (before, _, _), = exact_age_predictions(load_model_and_processor(folder), [csv_path])
+    assert np.allclose(ages, before, atol=1e-5)

@@ -126,3 +126,52 @@ def test_train_only_names_must_match_parameters(tiny_model):
     frozen = freeze_all_but(tiny_model, ["body_encoder"])
     assert tiny_model.face_encoder in frozen and tiny_model.body_encoder not in frozen and tiny_model not in frozen
     assert all(p.requires_grad == n.startswith("body_encoder.") for n, p in tiny_model.named_parameters())
+
+
+def test_feature_distillation_run_adds_the_head_to_a_saved_model_and_logs_its_loss(tmp_path, annotations, tiny_model):
+    """data.teacher_embeddings + model.overrides.face_embedding_dim on a start without the head: the
+    run builds it, trains it on the faces that have descriptors and logs the descriptor loss; a
+    descriptor size that does not match the head is refused before training."""
+    import numpy as np
+    from safetensors.torch import load_file
+
+    from mivolo_lite.data.annotations import read_annotations
+
+    start = tmp_path / "start"
+    tiny_model.save_pretrained(start)
+    faces = read_annotations(annotations / "utkface_train.csv")[:6]
+    descriptors = tmp_path / "desc.npz"
+    np.savez(descriptors, image=np.array([r.image for r in faces]), box=np.array([r.face_box for r in faces], float),
+             desc=np.random.default_rng(0).normal(size=(6, 2, 6)).astype(np.float32))
+
+    def run(dim):
+        out = tmp_path / f"run{dim}"
+        config = tmp_path / f"features{dim}.yaml"
+        config.write_text(f"""
+output_dir: {out}
+model: {{init_from: {start}, overrides: {{face_embedding_dim: {dim}}}}}
+data:
+  train_csv: [{annotations}/utkface_train.csv, {annotations}/peta_train.csv]
+  limit_per_csv: 8
+  cache_images: false
+  num_workers: 0
+  teacher_embeddings: {descriptors}
+optim: {{epochs: 1, batch_size: 4, warmup_steps: 1, embedding_distill_weight: 1.0}}
+log_every: 1
+""")
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1", "--num_machines",
+               "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "tools" / "train.py"),
+               "--config", str(config)]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+        return out, subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
+
+    out, done = run(6)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "face descriptors for 6 of 16 training samples" in done.stdout + done.stderr
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any(0.0 < rec.get("embedding_loss", -1) <= 2.0 for rec in logged)
+    weights = load_file(out / "final" / "model.safetensors")
+    assert weights["face_embedding_head.1.weight"].shape == (6, tiny_model.config.stage_dims[0])
+
+    _, refused = run(5)
+    assert refused.returncode != 0 and "holds 6-d descriptors but the model's face_embedding_dim is 5" in refused.stderr

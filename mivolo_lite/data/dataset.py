@@ -86,7 +86,7 @@ class AgeDataset(Dataset):
                  augment: AugmentConfig | None = None, cache: bool = False, balance_ages: bool = True,
                  seed: int = 0, teacher: dict[tuple, TeacherLabel] | None = None,
                  age_range: tuple[int, int] = (0, 100), source_weights: dict[str, float] | None = None,
-                 person_balance_power: float = 0.0):
+                 person_balance_power: float = 0.0, teacher_embeddings: dict[tuple, np.ndarray] | None = None):
         self.records = records
         self.processor = processor
         self.train = train
@@ -104,6 +104,11 @@ class AgeDataset(Dataset):
         self.teacher_targets = None if teacher is None else [self._teacher_target(r, teacher, age_range)
                                                              for r in records]
         self.age_bins = age_range[1] - age_range[0] + 1
+        # face-recognition descriptors (face, mirrored face) for feature distillation, matched once
+        self.teacher_embeddings = None if teacher_embeddings is None else [
+            teacher_embeddings.get(teacher_key(r.image, r.face_box)) if r.face_box is not None else None
+            for r in records]
+        self.embedding_dim = next((e.shape[-1] for e in self.teacher_embeddings or [] if e is not None), 0)
 
     @staticmethod
     def _teacher_target(record: AnnotationRecord, teacher: dict, age_range: tuple[int, int]):
@@ -180,6 +185,8 @@ class AgeDataset(Dataset):
                 "image_ok": torch.tensor(True)}
         if self.teacher_targets is not None:
             item.update(self._teacher_fields(index))
+        if self.teacher_embeddings is not None:  # NaN: no descriptor (no face, unlabelled, unreadable)
+            item["teacher_face_embedding"] = torch.full((self.embedding_dim,), math.nan)
         try:
             image = self._image(index)
         except ImageLoadError as e:
@@ -196,6 +203,8 @@ class AgeDataset(Dataset):
         if self.train:
             rng.seed(hash((self.seed, epoch, index)) if epoch is not None else hash((self.seed, index, random.random())))
             flip = rng.random() < self.augment.flip_prob
+        if self.teacher_embeddings is not None and self.teacher_embeddings[index] is not None:
+            item["teacher_face_embedding"] = torch.from_numpy(self.teacher_embeddings[index][int(flip)])
         crops = {}
         for name, box, scale_range in (("face", record.face_box, self.augment.face_scale),
                                         ("body", record.body_box, self.augment.body_scale)):

@@ -197,12 +197,13 @@ def calibrate_model(model, annotations, output=None, device: str = "cpu", batch_
                     limit: int | None = None, flip_tta: bool = True, weights_dtype: str = "float32") -> dict:
     """Fit :class:`AgeCalibration` on the exact ages in ``annotations`` (held-out data, never the
     training split) and save the model with it to ``output`` (default: the model's own folder),
-    its weights stored in ``weights_dtype`` (see :func:`mivolo_lite.hub.save_model`)."""
+    its weights stored in ``weights_dtype`` (see :func:`mivolo_lite.hub.save_model`). A calibrated
+    model is one to ship: training-only heads are dropped (the predictions are the same)."""
     from ..hub import round_to_storage, save_model
 
     source = model
     model, processor = _load(model)
-    model = round_to_storage(model, weights_dtype).to(device).eval()
+    model = round_to_storage(model.drop_training_heads(), weights_dtype).to(device).eval()
     annotations = [annotations] if isinstance(annotations, (str, Path)) else list(annotations)
     per_csv = exact_age_predictions((model, processor), annotations, batch_size, limit, flip_tta)
     ages, stds, truth = (np.concatenate(columns) for columns in zip(*per_csv))

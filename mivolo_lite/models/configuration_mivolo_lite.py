@@ -59,7 +59,9 @@ class MiVOLOLiteConfig(PretrainedConfig):
     Age is predicted as a distribution over integer ages ``min_age..max_age``; labels outside
     that range are clipped. ``age_estimate`` is the point read off it (see ``AGE_ESTIMATES``:
     ``"median"``, the default, or ``"mean"``). ``age_calibration`` holds the conformal calibration (see
-    :mod:`mivolo_lite.calibration`) so that it travels with the weights.
+    :mod:`mivolo_lite.calibration`) so that it travels with the weights. ``face_embedding_dim`` > 0
+    adds a training-only head that regresses a face-recognition descriptor of that size from the
+    face encoder's tokens (feature distillation, ``optim.embedding_distill_weight``); 0: none.
     """
 
     model_type = "mivolo_lite"
@@ -88,6 +90,7 @@ class MiVOLOLiteConfig(PretrainedConfig):
         max_age: int = 100,
         age_estimate: str = "median",
         age_calibration: dict | None = None,
+        face_embedding_dim: int = 0,
         **kwargs,
     ):
         self.preset = preset
@@ -114,6 +117,7 @@ class MiVOLOLiteConfig(PretrainedConfig):
             raise ValueError(f"age_estimate must be one of {AGE_ESTIMATES}, got {age_estimate!r}")
         self.age_estimate = age_estimate
         self.age_calibration = age_calibration
+        self.face_embedding_dim = face_embedding_dim
         lengths = {len(self.stage_types), len(self.stage_depths), len(self.stage_dims), len(self.stage_heads)}
         if len(lengths) != 1:
             raise ValueError("stage_types, stage_depths, stage_dims and stage_heads must have the same length")

@@ -104,3 +104,15 @@ def gender_loss(logits: torch.Tensor, gender: torch.Tensor, weight: torch.Tensor
                              (1 - teacher_weight) * target + teacher_weight * teacher_male)
     per_sample = F.binary_cross_entropy_with_logits(logits[known].float(), target[known], reduction="none")
     return (per_sample * w[known]).sum() / w[known].sum().clamp_min(1e-6)
+
+
+def embedding_loss(predicted: torch.Tensor, teacher: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Feature distillation: ``1 - cosine`` between predicted and teacher descriptors (B, D), on
+    the rows whose teacher descriptor is known (rows of NaN have none). Only the direction counts:
+    face-recognition descriptors are compared by angle, and their length carries no label."""
+    known = ~torch.isnan(teacher).any(-1)
+    if not known.any():
+        return predicted.sum() * 0.0
+    w = torch.ones(known.shape, device=predicted.device) if weight is None else weight.float()
+    per_sample = 1 - F.cosine_similarity(predicted[known].float(), teacher[known].float(), dim=-1)
+    return (per_sample * w[known]).sum() / w[known].sum().clamp_min(1e-6)

@@ -22,7 +22,7 @@ from transformers.utils import ModelOutput
 from .age_distribution import distribution_median
 from .configuration_mivolo_lite import MiVOLOLiteConfig
 from .layers import ConvPatchStem, CrossAttentionFusion, resize_pos_embed
-from .losses import age_distribution_loss, gender_loss
+from .losses import age_distribution_loss, embedding_loss, gender_loss
 
 
 @dataclass
@@ -34,6 +34,7 @@ class MiVOLOLiteOutput(ModelOutput):
     loss: torch.Tensor | None = None
     age_loss: torch.Tensor | None = None
     gender_loss: torch.Tensor | None = None
+    embedding_loss: torch.Tensor | None = None  # feature distillation (training only)
     age_logits: torch.Tensor | None = None
     gender_logits: torch.Tensor | None = None
     age_probs: torch.Tensor | None = None
@@ -138,6 +139,10 @@ class MiVOLOLiteModel(MiVOLOLitePreTrainedModel):
         self.head_drop = nn.Dropout(config.drop_rate)
         self.age_head = nn.Linear(final_dim, config.num_age_bins)
         self.gender_head = nn.Linear(final_dim, 1)
+        # Training only: regresses a face-recognition network's descriptor of the face from the face
+        # encoder's tokens, so the encoder learns what a network trained on millions of faces sees.
+        self.face_embedding_head = (nn.Sequential(nn.LayerNorm(dim0), nn.Linear(dim0, config.face_embedding_dim))
+                                    if config.face_embedding_dim > 0 else None)
         # ONNX/torch.export cannot follow data-dependent branches: exporters set this to run both
         # encoders on the whole batch and select with torch.where.
         self.static_branches = False
@@ -197,6 +202,8 @@ class MiVOLOLiteModel(MiVOLOLitePreTrainedModel):
         distill_age_weight: float = 0.0,
         distill_gender_weight: float = 0.0,
         age_l1_point: str = "mean",
+        teacher_face_embedding: torch.Tensor | None = None,
+        embedding_distill_weight: float = 0.0,
         **kwargs,
     ) -> MiVOLOLiteOutput:
         if face_pixel_values is None and body_pixel_values is None:
@@ -231,6 +238,13 @@ class MiVOLOLiteModel(MiVOLOLitePreTrainedModel):
                                  teacher_weight=distill_gender_weight) if gender is not None else gender_logits.sum() * 0.0
             out.age_loss, out.gender_loss = a_loss, g_loss
             out.loss = a_loss + g_loss
+            if (teacher_face_embedding is not None and embedding_distill_weight > 0
+                    and self.face_embedding_head is not None):
+                # faces present after branch dropout only: a stand-in token grid has no descriptor
+                teacher = torch.where(face_mask[:, None], teacher_face_embedding.float(), torch.nan)
+                predicted = self.face_embedding_head(face.mean(dim=(1, 2)))
+                out.embedding_loss = embedding_loss(predicted, teacher, sample_weight)
+                out.loss = out.loss + embedding_distill_weight * out.embedding_loss
         return out
 
     @staticmethod
@@ -261,6 +275,13 @@ class MiVOLOLiteModel(MiVOLOLitePreTrainedModel):
         return self.summarize_probs((probs[:n] + probs[n:]) / 2, (gender_prob[:n] + gender_prob[n:]) / 2)
 
     @torch.no_grad()
+    def drop_training_heads(self) -> "MiVOLOLiteModel":
+        """Remove what only training uses (the face-descriptor head of feature distillation), as
+        before shipping: the predictions stay the same and the file and config lose the head."""
+        self.face_embedding_head = None
+        self.config.face_embedding_dim = 0
+        return self
+
     def fuse_for_inference(self) -> "MiVOLOLiteModel":
         """Fold each BatchNorm into the convolution before it (eval only): fewer, cheaper ops
         on CPU, same outputs. Irreversible: do not train the fused model."""

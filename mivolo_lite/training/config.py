@@ -37,6 +37,9 @@ class DataSection:
     person_balance_power: float = 0.0
     # knowledge distillation: soft labels of a teacher for training faces (tools/teacher_labels.py)
     teacher_labels: str | None = None
+    # feature distillation: face-recognition descriptors of the training faces (tools/probe_teacher.py
+    # --cache); needs model.overrides.face_embedding_dim and optim.embedding_distill_weight
+    teacher_embeddings: str | None = None
 
 
 @dataclass
@@ -59,6 +62,8 @@ class OptimSection:
     # with data.teacher_labels: share of the teacher in the age-distribution and gender targets
     distill_age_weight: float = 0.5
     distill_gender_weight: float = 0.5
+    # with data.teacher_embeddings: weight of the descriptor loss (1 - cosine) beside the age loss
+    embedding_distill_weight: float = 0.0
     # the point of the age distribution the L1 terms pull onto the label: "mean" (every stage up
     # to 29) or "median" (the age the model reports by default)
     age_l1_point: str = "mean"

@@ -30,7 +30,7 @@ from transformers import get_cosine_schedule_with_warmup
 from ..data.annotations import read_annotations
 from ..data.converters import convert_all
 from ..data.dataset import AgeDataset, EpochShuffleSampler
-from ..data.teacher import read_teacher_labels
+from ..data.teacher import read_teacher_embeddings, read_teacher_labels
 from ..evaluation.inference import predict_batches
 from ..evaluation.metrics import summarize_predictions
 from ..hub import save_model
@@ -131,6 +131,8 @@ def run_model_config(cfg: TrainConfig) -> MiVOLOLiteConfig:
     if cfg.model.init_from:
         model_cfg = MiVOLOLiteConfig.from_pretrained(cfg.model.init_from)
         model_cfg.age_calibration = None  # a calibration belongs to the old weights
+        for key, value in cfg.model.overrides.items():  # e.g. a head the start lacks
+            setattr(model_cfg, key, value)
         return model_cfg
     return MiVOLOLiteConfig.from_preset(cfg.model.preset, **cfg.model.overrides)
 
@@ -168,10 +170,18 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
                           cache=cfg.data.cache_images, balance_ages=cfg.data.balance_ages, seed=cfg.seed,
                           teacher=teacher, age_range=(model_cfg.min_age, model_cfg.max_age),
                           source_weights=cfg.data.source_weights,
-                          person_balance_power=cfg.data.person_balance_power)
+                          person_balance_power=cfg.data.person_balance_power,
+                          teacher_embeddings=read_teacher_embeddings(cfg.data.teacher_embeddings)
+                          if cfg.data.teacher_embeddings else None)
     if teacher is not None:
         accelerator.print(f"teacher labels for {train_ds.teacher_labelled} of {len(train_ds)} training samples "
                           f"({cfg.data.teacher_labels})")
+    if train_ds.teacher_embeddings is not None:
+        if model_cfg.face_embedding_dim != train_ds.embedding_dim:
+            raise ValueError(f"{cfg.data.teacher_embeddings} holds {train_ds.embedding_dim}-d descriptors but the "
+                             f"model's face_embedding_dim is {model_cfg.face_embedding_dim} (model.overrides)")
+        accelerator.print(f"face descriptors for {sum(e is not None for e in train_ds.teacher_embeddings)} of "
+                          f"{len(train_ds)} training samples ({cfg.data.teacher_embeddings})")
     val_sets = {Path(p).stem: AgeDataset(_records([p], cfg.data.limit_per_csv), processor, cache=cfg.data.cache_images)
                 for p in val_csv}
     # (index, epoch) pairs: augmentation draws depend on them alone, so a resumed run continues exactly
@@ -259,12 +269,17 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
             with accelerator.accumulate(model):
                 out = model(**{k: batch[k] for k in ("face_pixel_values", "body_pixel_values", "face_mask", "body_mask",
                                                      "age_low", "age_high", "gender", "sample_weight",
-                                                     "teacher_age_probs", "teacher_male") if k in batch},
+                                                     "teacher_age_probs", "teacher_male", "teacher_face_embedding")
+                                if k in batch},
                             branch_drop_prob=cfg.optim.branch_drop_prob,
                             distill_age_weight=cfg.optim.distill_age_weight,
                             distill_gender_weight=cfg.optim.distill_gender_weight,
-                            age_l1_point=cfg.optim.age_l1_point)
-                accelerator.backward(out.age_loss + cfg.optim.gender_loss_weight * out.gender_loss)
+                            age_l1_point=cfg.optim.age_l1_point,
+                            embedding_distill_weight=cfg.optim.embedding_distill_weight)
+                loss = out.age_loss + cfg.optim.gender_loss_weight * out.gender_loss
+                if out.embedding_loss is not None:
+                    loss = loss + cfg.optim.embedding_distill_weight * out.embedding_loss
+                accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.optim.grad_clip:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
                 optimizer.step()
@@ -276,13 +291,15 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
             state.step += 1
             ema.update(accelerator.unwrap_model(model), step=state.step)
             progress.update(1)
-            progress.set_postfix(age=f"{out.age_loss.item():.3f}", gender=f"{out.gender_loss.item():.3f}",
+            losses = {"age_loss": out.age_loss.item(), "gender_loss": out.gender_loss.item()}
+            if out.embedding_loss is not None:
+                losses["embedding_loss"] = out.embedding_loss.item()
+            progress.set_postfix(**{k.removesuffix("_loss"): f"{v:.3f}" for k, v in losses.items()},
                                  lr=f"{scheduler.get_last_lr()[0]:.2e}", epoch=state.epoch)
             if state.step % cfg.log_every == 0 and accelerator.is_main_process:
                 with open(metrics_path, "a") as f:
-                    f.write(json.dumps({"step": state.step, "epoch": state.epoch, "age_loss": out.age_loss.item(),
-                                        "gender_loss": out.gender_loss.item(), "lr": scheduler.get_last_lr()[0],
-                                        "bad_images": state.bad_images,
+                    f.write(json.dumps({"step": state.step, "epoch": state.epoch, **losses,
+                                        "lr": scheduler.get_last_lr()[0], "bad_images": state.bad_images,
                                         "minutes": (time.monotonic() - started) / 60}) + "\n")
             out_of_time = max_minutes is not None and (time.monotonic() - started) / 60 >= max_minutes
             out_of_steps = max_steps is not None and state.step >= max_steps
