@@ -42,6 +42,14 @@ def launch(config, *extra):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
 
 
+def launch_one(config):
+    """One CPU process, as on this machine."""
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "tools" / "train.py"), "--config", str(config)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
+
+
 def write_teacher_labels(path, records):
     """Soft labels as tools/teacher_labels.py writes them (a made-up teacher: the run must use them,
     not learn from them)."""
@@ -104,10 +112,7 @@ data:
   num_workers: 0
 optim: {{epochs: 1, batch_size: 4, warmup_steps: 1, lr: 0.01, train_only: [body_encoder, missing_face]}}
 """)
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "tools" / "train.py"), "--config", str(config)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
+    done = launch_one(config)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "the rest is frozen" in done.stdout + done.stderr
     before, after = load_file(start / "model.safetensors"), load_file(out / "final" / "model.safetensors")
@@ -159,11 +164,7 @@ data:
 optim: {{epochs: 1, batch_size: 4, warmup_steps: 1, embedding_distill_weight: 1.0}}
 log_every: 1
 """)
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1", "--num_machines",
-               "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "tools" / "train.py"),
-               "--config", str(config)]
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-        return out, subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
+        return out, launch_one(config)
 
     out, done = run(6)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -274,7 +274,6 @@ class MiVOLOLiteModel(MiVOLOLitePreTrainedModel):
         n = probs.shape[0] // 2
         return self.summarize_probs((probs[:n] + probs[n:]) / 2, (gender_prob[:n] + gender_prob[n:]) / 2)
 
-    @torch.no_grad()
     def drop_training_heads(self) -> "MiVOLOLiteModel":
         """Remove what only training uses (the face-descriptor head of feature distillation), as
         before shipping: the predictions stay the same and the file and config lose the head."""
@@ -282,6 +281,7 @@ class MiVOLOLiteModel(MiVOLOLitePreTrainedModel):
         self.config.face_embedding_dim = 0
         return self
 
+    @torch.no_grad()
     def fuse_for_inference(self) -> "MiVOLOLiteModel":
         """Fold each BatchNorm into the convolution before it (eval only): fewer, cheaper ops
         on CPU, same outputs. Irreversible: do not train the fused model."""
