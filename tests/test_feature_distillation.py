@@ -11,7 +11,7 @@ import torch
 from conftest import tiny_config
 from mivolo_lite.data.annotations import read_annotations
 from mivolo_lite.data.dataset import AgeDataset, AugmentConfig
-from mivolo_lite.data.teacher import read_teacher_embeddings, teacher_key
+from mivolo_lite.data.teacher import centered_embeddings, read_teacher_embeddings, teacher_key
 from mivolo_lite.models import MiVOLOLiteImageProcessor, MiVOLOLiteModel
 from mivolo_lite.models.losses import embedding_loss
 
@@ -96,3 +96,13 @@ def test_read_teacher_embeddings_rejects_other_files(tmp_path):
     np.savez(tmp_path / "bad.npz", image=np.array(["a"]), box=np.zeros((1, 4)), desc=np.zeros((1, 6)))
     with pytest.raises(ValueError, match="not a descriptor file"):
         read_teacher_embeddings(tmp_path / "bad.npz")
+
+
+def test_centered_embeddings_subtract_the_mean_of_the_given_faces_only():
+    shared = np.array([5.0, 5.0, 5.0])
+    embeddings = {("a", (0,)): np.stack([shared + 1, shared - 1]), ("b", (0,)): np.stack([shared - 1, shared + 1]),
+                  ("val", (0,)): np.stack([shared * 100, shared * 100])}
+    centred = centered_embeddings(embeddings, [("a", (0,)), ("b", (0,)), ("b", (0,)), ("missing", (0,))])
+    assert set(centred) == {("a", (0,)), ("b", (0,))}  # the held-out face neither kept nor averaged in
+    assert np.allclose(centred[("a", (0,))], [[1, 1, 1], [-1, -1, -1]])
+    assert np.allclose(np.mean(list(centred.values()), axis=(0, 1)), 0)

@@ -161,6 +161,7 @@ data:
   cache_images: false
   num_workers: 0
   teacher_embeddings: {descriptors}
+  center_teacher_embeddings: true
 optim: {{epochs: 1, batch_size: 4, warmup_steps: 1, embedding_distill_weight: 1.0}}
 log_every: 1
 """)

@@ -40,6 +40,8 @@ class DataSection:
     # feature distillation: face-recognition descriptors of the training faces (tools/probe_teacher.py
     # --cache); needs model.overrides.face_embedding_dim and optim.embedding_distill_weight
     teacher_embeddings: str | None = None
+    # subtract the training faces' mean descriptor first (see data.teacher.centered_embeddings)
+    center_teacher_embeddings: bool = False
 
 
 @dataclass

@@ -30,7 +30,7 @@ from transformers import get_cosine_schedule_with_warmup
 from ..data.annotations import read_annotations
 from ..data.converters import convert_all
 from ..data.dataset import AgeDataset, EpochShuffleSampler
-from ..data.teacher import read_teacher_embeddings, read_teacher_labels
+from ..data.teacher import centered_embeddings, read_teacher_embeddings, read_teacher_labels, teacher_key
 from ..evaluation.inference import predict_batches
 from ..evaluation.metrics import summarize_predictions
 from ..hub import save_model
@@ -166,13 +166,17 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
 
     train_csv, val_csv = _csv_lists(cfg, accelerator)
     teacher = read_teacher_labels(cfg.data.teacher_labels) if cfg.data.teacher_labels else None
-    train_ds = AgeDataset(_records(train_csv, cfg.data.limit_per_csv), processor, train=True,
+    train_records = _records(train_csv, cfg.data.limit_per_csv)
+    embeddings = read_teacher_embeddings(cfg.data.teacher_embeddings) if cfg.data.teacher_embeddings else None
+    if embeddings is not None and cfg.data.center_teacher_embeddings:
+        embeddings = centered_embeddings(embeddings, [teacher_key(r.image, r.face_box) for r in train_records
+                                                      if r.face_box is not None])
+    train_ds = AgeDataset(train_records, processor, train=True,
                           cache=cfg.data.cache_images, balance_ages=cfg.data.balance_ages, seed=cfg.seed,
                           teacher=teacher, age_range=(model_cfg.min_age, model_cfg.max_age),
                           source_weights=cfg.data.source_weights,
                           person_balance_power=cfg.data.person_balance_power,
-                          teacher_embeddings=read_teacher_embeddings(cfg.data.teacher_embeddings)
-                          if cfg.data.teacher_embeddings else None)
+                          teacher_embeddings=embeddings)
     if teacher is not None:
         accelerator.print(f"teacher labels for {train_ds.teacher_labelled} of {len(train_ds)} training samples "
                           f"({cfg.data.teacher_labels})")
