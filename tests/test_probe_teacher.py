@@ -77,11 +77,10 @@ class HashDescriptors:
     def __init__(self, records):
         self.by_crop = {}
         for r in records:
-            crop = tool.face_crop(r)
-            vec = np.random.default_rng(int(hashlib.md5(crop.tobytes()).hexdigest()[:8], 16)).normal(
-                scale=0.1, size=(2, 128)).astype(np.float32)
+            digest = hashlib.md5(tool.face_crop(r).tobytes()).hexdigest()
+            vec = np.random.default_rng(int(digest[:8], 16)).normal(scale=0.1, size=(2, 128)).astype(np.float32)
             vec[:, 0] += 1.0 if r.gender == "M" else -1.0
-            self.by_crop[hashlib.md5(crop.tobytes()).hexdigest()] = vec
+            self.by_crop[digest] = vec
         self.calls = 0
 
     def __call__(self, face):

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -46,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark import add_peer_path  # noqa: E402  (tools/: the peer is found the same way)
 from mivolo_lite._image_io import ImageLoadError, load_image  # noqa: E402
 from mivolo_lite.data.annotations import AnnotationRecord, read_annotations  # noqa: E402
+from mivolo_lite.data.converters import fold_of  # noqa: E402
 from mivolo_lite.data.teacher import (TEACHER_COLUMNS, TeacherLabel, format_teacher_row,  # noqa: E402
                                       read_teacher_labels, refuse_held_out, teacher_key)
 from mivolo_lite.evaluation.metrics import summarize_predictions  # noqa: E402
@@ -181,7 +181,7 @@ def probe_predict(probe: Probe, inputs: torch.Tensor) -> tuple[np.ndarray, np.nd
 
 def person_folds(records: list[AnnotationRecord], folds: int) -> np.ndarray:
     """Fold of each record: ``md5(person) mod folds``, so one person's images share a fold."""
-    return np.array([int(hashlib.md5(r.person.encode()).hexdigest(), 16) % folds for r in records])
+    return np.array([fold_of(r.person, folds) for r in records])
 
 
 def labelled(records: list[AnnotationRecord]) -> tuple[np.ndarray, np.ndarray]:

@@ -20,8 +20,13 @@ from .annotations import AnnotationRecord, write_annotations
 SPLITS = ("train", "val", "calib")
 
 
+def fold_of(key: str, folds: int) -> int:
+    """``md5(key) mod folds``: a fold that depends on the key alone (no seed, no order)."""
+    return int(hashlib.md5(key.encode()).hexdigest(), 16) % folds
+
+
 def split_of(key: str) -> str:
-    fold = int(hashlib.md5(key.encode()).hexdigest(), 16) % 20
+    fold = fold_of(key, 20)
     return "val" if fold < 2 else "calib" if fold == 2 else "train"
 
 
