@@ -47,8 +47,8 @@ def average_models(models: Sequence[MiVOLOLiteModel], weights: Sequence[float] |
     ingredients = [copy.deepcopy(m).drop_training_heads() for m in models]
     reference, reference_state = _architecture(ingredients[0]), ingredients[0].state_dict()
     for name, model in zip(names[1:], ingredients[1:]):
-        differs = sorted(k for k in reference.keys() | _architecture(model).keys()
-                         if reference.get(k) != _architecture(model).get(k))
+        architecture = _architecture(model)
+        differs = sorted(k for k in reference.keys() | architecture.keys() if reference.get(k) != architecture.get(k))
         state = model.state_dict()
         if not differs and state.keys() != reference_state.keys():
             differs = ["weights"]
