@@ -45,11 +45,11 @@ def average_models(models: Sequence[MiVOLOLiteModel], weights: Sequence[float] |
         raise ValueError(f"weights must be >= 0 with a positive sum, got {weights}")
 
     ingredients = [copy.deepcopy(m).drop_training_heads() for m in models]
-    reference, reference_state = _architecture(ingredients[0]), ingredients[0].state_dict()
-    for name, model in zip(names[1:], ingredients[1:]):
+    states = [m.state_dict() for m in ingredients]
+    reference, reference_state = _architecture(ingredients[0]), states[0]
+    for name, model, state in zip(names[1:], ingredients[1:], states[1:]):
         architecture = _architecture(model)
         differs = sorted(k for k in reference.keys() | architecture.keys() if reference.get(k) != architecture.get(k))
-        state = model.state_dict()
         if not differs and state.keys() != reference_state.keys():
             differs = ["weights"]
         if not differs:
@@ -58,7 +58,6 @@ def average_models(models: Sequence[MiVOLOLiteModel], weights: Sequence[float] |
             raise ValueError(f"{name} does not have {names[0]}'s architecture (differs in: {', '.join(differs[:5])})")
 
     total = sum(weights)
-    states = [m.state_dict() for m in ingredients]
     averaged = {}
     for key, first in states[0].items():
         if first.is_floating_point():
