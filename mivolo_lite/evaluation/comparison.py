@@ -54,16 +54,23 @@ def compare_models(model_a, model_b, annotations, device: str = "cpu", batch_siz
     """Returns the figures per CSV and a markdown report."""
     loaded = [(model.to(device).eval(), processor) for model, processor in map(_load, (model_a, model_b))]
     annotations = [annotations] if isinstance(annotations, (str, Path)) else list(annotations)
-    results, lines = {}, ["# Model comparison", "", f"A: `{model_a}`", f"B: `{model_b}`", ""]
+    results = {}
     for csv_path in annotations:
         records = read_annotations(csv_path, limit)
         scores = []
         for model, processor in loaded:
             p = _predict_records(model, processor, records, batch_size, flip_tta)
             scores.append(per_sample_scores(p.age, p.prob_male, p.age_low, p.age_high, p.gender))
-        result = compare_scores(scores[0], scores[1], [r.person for r in records], n_boot=n_boot, seed=seed)
-        results[Path(csv_path).stem] = result
-        lines += [f"## {Path(csv_path).stem} ({result['n_images']} images, {result['n_people']} people)", "",
+        results[Path(csv_path).stem] = compare_scores(scores[0], scores[1], [r.person for r in records],
+                                                      n_boot=n_boot, seed=seed)
+    return results, comparison_report(results, f"`{model_a}`", f"`{model_b}`")
+
+
+def comparison_report(results: dict, name_a: str, name_b: str, title: str = "Model comparison") -> str:
+    """Markdown: per CSV, every figure of A and B with the bootstrap interval of ``B - A``."""
+    lines = [f"# {title}", "", f"A: {name_a}", f"B: {name_b}", ""]
+    for stem, result in results.items():
+        lines += [f"## {stem} ({result['n_images']} images, {result['n_people']} people)", "",
                   "| figure | counted | A | B | B - A | 95 % interval (bootstrap over people) |", "|---|---|---|---|---|---|"]
         for name, by in result["figures"].items():
             label, pct = FIGURES[name]
@@ -73,4 +80,4 @@ def compare_models(model_a, model_b, annotations, device: str = "cpu", batch_siz
                              f"{_fmt(f['b'], pct)} | {scale * f['diff']:+.2f} | "
                              f"{scale * f['ci95'][0]:+.2f} … {scale * f['ci95'][1]:+.2f} |")
         lines.append("")
-    return results, "\n".join(lines)
+    return "\n".join(lines)

