@@ -30,20 +30,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from probe_teacher import face_crop  # noqa: E402  (the crop the teachers read)
 from teacher_labels import load_teacher  # noqa: E402
+from mivolo_lite._image_io import ImageLoadError  # noqa: E402
 from mivolo_lite.data.annotations import read_annotations  # noqa: E402
 from mivolo_lite.evaluation.comparison import compare_scores, comparison_report  # noqa: E402
 from mivolo_lite.evaluation.metrics import per_sample_scores  # noqa: E402
 from mivolo_lite.evaluation.report import _load, _predict_records  # noqa: E402
 
 
-def peer_predictions(peer, records) -> tuple[np.ndarray, np.ndarray]:
-    """The peer's age and P(male) (0 or 1: it answers a gender, not a probability) per record."""
-    ages, males = [], []
+def peer_predictions(peer, records) -> tuple[list, np.ndarray, np.ndarray]:
+    """The records whose face could be read, with the peer's age and P(male) for each (0 or 1: it
+    answers a gender, not a probability). Unreadable images are named and left out of both sides."""
+    kept, ages, males = [], [], []
     for r in tqdm(records, desc="peer", dynamic_ncols=True):
-        out = peer.predict_face(face_crop(r))
+        try:
+            out = peer.predict_face(face_crop(r))
+        except (ImageLoadError, ValueError) as e:
+            tqdm.write(f"skipped {r.image}: {e}")
+            continue
+        kept.append(r)
         ages.append(float(out["age"]["value"]))
         males.append(1.0 if out["gender"]["value"] == "male" else 0.0)
-    return np.array(ages), np.array(males)
+    return kept, np.array(ages), np.array(males)
 
 
 def main(argv: list[str] | None = None, peer=None) -> int:
@@ -66,7 +73,7 @@ def main(argv: list[str] | None = None, peer=None) -> int:
         if not records:
             print(f"{csv_path}: no rows with a face box, skipped")
             continue
-        peer_age, peer_male = peer_predictions(peer, records)
+        records, peer_age, peer_male = peer_predictions(peer, records)
         ours_records = records if args.with_context else [dataclasses.replace(r, body_box=None) for r in records]
         ours = _predict_records(model, processor, ours_records, 64, True)
         results[Path(csv_path).stem] = compare_scores(
