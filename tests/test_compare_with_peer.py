@@ -5,6 +5,7 @@ skipped, and the context view reaches our model only when asked for."""
 import json
 
 import numpy as np
+import pytest
 
 from mivolo_lite.data.annotations import read_annotations
 from test_export import load_tool
@@ -23,6 +24,17 @@ class FakePeer:
         return {"age": {"value": 30 if bright else 60}, "gender": {"value": "male" if bright else "female"}}
 
 
+@pytest.fixture
+def folder(tiny_model, tmp_path):
+    """Our side: the tiny test model saved as a model folder."""
+    from mivolo_lite.models import MiVOLOLiteImageProcessor
+
+    path = tmp_path / "ours"
+    tiny_model.save_pretrained(path)
+    MiVOLOLiteImageProcessor(size=tiny_model.config.image_size).save_pretrained(path)
+    return path
+
+
 def expected_peer_figures(csv_path, limit):
     from mivolo_lite._image_io import load_image
 
@@ -35,14 +47,8 @@ def expected_peer_figures(csv_path, limit):
     return float(np.mean(errors)), float(np.mean(hits))
 
 
-def test_peer_and_ours_are_scored_on_the_same_rows(tiny_model, annotations, tmp_path, capsys):
-    from mivolo_lite.models import MiVOLOLiteImageProcessor
-
+def test_peer_and_ours_are_scored_on_the_same_rows(folder, annotations, tmp_path, capsys):
     tool = load_tool("compare_with_peer")
-    folder = tmp_path / "ours"
-    tiny_model.save_pretrained(folder)
-    MiVOLOLiteImageProcessor(size=tiny_model.config.image_size).save_pretrained(folder)
-
     csvs = [str(annotations / f"{name}_val.csv") for name in ("utkface", "aaf", "peta")]
     runs = {}
     for mode in ("face", "context"):
@@ -74,14 +80,10 @@ def test_peer_and_ours_are_scored_on_the_same_rows(tiny_model, annotations, tmp_
     assert peer_aaf[0] == peer_aaf[1]
 
 
-def test_unreadable_faces_are_named_and_left_out_of_both_sides(tiny_model, annotations, tmp_path, capsys):
+def test_unreadable_faces_are_named_and_left_out_of_both_sides(folder, annotations, tmp_path, capsys):
     from mivolo_lite.data.annotations import write_annotations
-    from mivolo_lite.models import MiVOLOLiteImageProcessor
 
     tool = load_tool("compare_with_peer")
-    folder = tmp_path / "ours"
-    tiny_model.save_pretrained(folder)
-    MiVOLOLiteImageProcessor(size=tiny_model.config.image_size).save_pretrained(folder)
     records = read_annotations(annotations / "utkface_val.csv", 6)
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
