@@ -44,3 +44,19 @@ def test_readme_quick_start_finds_its_photo_on_a_new_machine(tmp_path):
     assert (tmp_path / "Ultralytics" / "settings.json").exists(), "ultralytics did not start from scratch"
     path = Path(out.stdout.strip())
     assert path.name == "bus.jpg" and path.is_file(), out.stdout
+
+
+def test_wheel_carries_the_licence_and_the_model_card_figures(tmp_path):
+    # A user who installs the wheel gets the code's licence and the evaluation folder that the
+    # model card links to (package data globs do not descend into sub-folders by themselves).
+    import zipfile
+
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    wheel = next(tmp_path.glob("mivolo_lite-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names
+    assert "mivolo_lite/pretrained/mivolo-lite-cpu/evaluation/report.md" in names
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert "License-Expression: Apache-2.0" in metadata and "Classifier:" in metadata
