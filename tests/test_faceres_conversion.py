@@ -192,3 +192,12 @@ def test_real_faceres_matches_saved_tfjs_reference(tmp_path):
     np.testing.assert_allclose(out["pooled"].numpy(), np.asarray(ref["global_pooling/Mean"]), atol=1e-4)
     np.testing.assert_allclose(out["age_prob"].numpy(), np.asarray(ref["age_pred/Softmax"]), atol=1e-5)
     np.testing.assert_allclose(out["gender_prob"].numpy(), np.asarray(ref["gender_pred/Sigmoid"])[:, 0], atol=1e-5)
+
+
+def test_cli_writes_safetensors_with_arch_metadata(tmp_path, capsys):
+    make_tiny_graph(tmp_path, np.random.default_rng(2))
+    out = tmp_path / "out" / "tiny.safetensors"
+    assert convert_faceres.main(["--model-json", str(tmp_path / "tiny.json"), "--output", str(out)]) == 0
+    net, arch = convert_faceres.load_converted(out)
+    assert arch["stem_channels"] == 4 and len(arch["blocks"]) == 13
+    assert "architecture:" in capsys.readouterr().out

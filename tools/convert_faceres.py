@@ -13,7 +13,7 @@ Checking against the original TFJS runtime (pure-JS ``@tensorflow/tfjs``)::
     python tools/convert_faceres.py --model-json package/models/faceres-deep.json \
         --output runs/faceres_deep.safetensors \
         --write-inputs runs/faceres_ref --images /work/shared/data/utkface --num-images 8
-    (cd /tmp/tfjs && npm install @tensorflow/tfjs@4)
+    mkdir -p /tmp/tfjs && (cd /tmp/tfjs && npm init -y && npm install @tensorflow/tfjs@4)
     NODE_PATH=/tmp/tfjs/node_modules node tools/faceres_reference.mjs \
         package/models/faceres-deep.json runs/faceres_ref
     python tools/convert_faceres.py --model-json package/models/faceres-deep.json \

@@ -20,7 +20,9 @@ padding is TF ``SAME`` (asymmetric for the stride-2 convs, reproduced here with 
 explicit ``F.pad``). Outputs: ``global_pooling/Mean`` (1024), ``age_pred/Softmax``
 (100 age bins, 0..99) and ``gender_pred/Sigmoid`` (1). Feature maps for a 224 input:
 stride 16 -> ``[N, 512, 14, 14]`` (after ``conv_pw_11``), stride 32 ->
-``[N, 1024, 7, 7]`` (after ``conv_pw_13``).
+``[N, 1024, 7, 7]`` (after ``conv_pw_13``). ``gender_prob`` is P(male) (on UTKFace
+faces males score ~0.97-1.0, the one female checked 0.21); ``age`` here is the
+expectation of the 100-bin softmax over ages 0..99.
 
 This module takes NCHW input (torch convention).
 """
