@@ -178,7 +178,7 @@ def test_cli_on_a_folder_with_a_broken_file(tmp_path, assets):
     assert sources == {"bus.jpg", "zidane.jpg", "broken.png"}
     assert any(r["error"] and "broken.png" in r["error"] for r in rows)
     assert all(float(r["age"]) >= 0 for r in rows if not r["error"] and r["age"])
-    assert (out / "annotated" / "bus.jpg").exists() and (out / "predictions.json").exists()
+    assert (out / "annotated" / "nested" / "bus.jpg").exists() and (out / "predictions.json").exists()
 
 
 def test_video_tracks_people_and_smooths_age(predictor, tmp_path):
