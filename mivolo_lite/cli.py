@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("--output-dir", "-o", default="eval_report", help="folder for the report and plots")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--limit", type=int, default=None, help="first N rows of each CSV")
+    p.add_argument("--limit", type=int, default=None, help="a random sample of N rows of each CSV (fixed seed)")
     p.add_argument("--no-tta", action="store_true", help="no flip test-time augmentation")
     p.set_defaults(func=cmd_eval)
 
@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("annotations", nargs="+", help="annotation CSV files")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--limit", type=int, default=None, help="first N rows of each CSV")
+    p.add_argument("--limit", type=int, default=None, help="a random sample of N rows of each CSV (fixed seed)")
     p.add_argument("--no-tta", action="store_true", help="no flip test-time augmentation")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the people")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
