@@ -249,3 +249,12 @@ def test_a_model_giving_nan_ages_fails_loudly_naming_its_folder(saved_model):
             p.fill_(float("nan"))
     with pytest.raises(RuntimeError, match=f"{folder}.*NaN"):
         predictor.predict_crops([random_image(seed=1)])
+
+
+def test_loading_a_model_prints_no_progress_bar(saved_model, capfd):
+    from mivolo_lite.hub import load_model_and_processor
+
+    _, _, folder = saved_model
+    load_model_and_processor(folder)
+    captured = capfd.readouterr()
+    assert "Loading weights" not in captured.err + captured.out
