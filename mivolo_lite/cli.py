@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ CSV_FIELDS = ["source", "frame", "person", "face_box", "body_box", "age", "age_s
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="model folder or Hub repo id (default: the shipped model)")
+    p.add_argument("--model", default=None, help="model folder or Hub repo id; None: the shipped model")
     p.add_argument("--device", default="cpu")
 
 
@@ -27,6 +28,24 @@ def _predictor(args):
     return AgePredictor.from_pretrained(args.model, device=args.device, detector=getattr(args, "detector", None),
                                         coverage=getattr(args, "coverage", 0.9),
                                         batch_size=getattr(args, "batch_size", 32), **options)
+
+
+DETECTOR_CHOICES = "'opencv' (default, offline), 'yolo:<weights.pt or Hub repo id>' or a path to YOLO weights (.pt)"
+
+
+def _detector_arg(value: str) -> str:
+    """Checked at parse time: any other name used to be taken for a Hub id and failed late, obscurely."""
+    if value == "opencv" or value.startswith("yolo:") or value.endswith(".pt"):
+        return value
+    raise argparse.ArgumentTypeError(f"unknown detector {value!r}; choose {DETECTOR_CHOICES}")
+
+
+def _annotated_paths(items, out_dir: Path) -> dict:
+    """Where each input's annotated image/video goes: its path relative to the inputs' common
+    folder, so photos/a/img.jpg and photos/b/img.jpg do not overwrite each other."""
+    files = [str(Path(i).resolve()) for i in items if isinstance(i, (str, Path))]
+    base = Path(os.path.commonpath([str(Path(f).parent) for f in files])) if files else Path()
+    return {str(i): out_dir / "annotated" / Path(f).relative_to(base) for i, f in zip(items, files)}
 
 
 def _add_backend_arg(p: argparse.ArgumentParser) -> None:
@@ -44,6 +63,13 @@ def _flat(row: dict) -> dict:
     return out
 
 
+def _report_skipped(skipped: list[str]) -> None:
+    if skipped:  # not silently: say which files in the folders were not read
+        names = ", ".join(Path(p).name for p in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+        print(f"note: {len(skipped)} file(s) in the folders are not images or videos by their extension and "
+              f"were not read: {names}", file=sys.stderr)
+
+
 def cmd_predict(args) -> int:
     from tqdm.auto import tqdm
 
@@ -52,14 +78,13 @@ def cmd_predict(args) -> int:
     predictor = _predictor(args)
     skipped: list[str] = []
     items = expand_sources(args.paths, skipped)
-    if skipped:  # not silently: say which files in the folders were not read
-        names = ", ".join(Path(p).name for p in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
-        print(f"note: {len(skipped)} file(s) in the folders are not images or videos by their extension and "
-              f"were not read: {names}", file=sys.stderr)
+    _report_skipped(skipped)
     if not items:
         print("no images or videos found in " + ", ".join(args.paths), file=sys.stderr)
         return 2
     out_dir = Path(args.output_dir)
+    annotated = _annotated_paths(items, out_dir)
+  # not silently: say which files in the folders were not read
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, records = [], []
     n_ok = n_failed = n_persons = 0
@@ -70,7 +95,7 @@ def cmd_predict(args) -> int:
             results = []
             for item in group:  # videos go alone (annotated video out), images together (batched)
                 if is_video(item):
-                    video = predictor.predict_video(item, output=(out_dir / "annotated" / (Path(item).stem + ".mp4"))
+                    video = predictor.predict_video(item, output=annotated[str(item)].with_suffix(".mp4")
                                                     if args.save_images else None, progress=False)
                     results.extend(video.frames)
                     if video.error:
@@ -91,8 +116,9 @@ def cmd_predict(args) -> int:
                             [{"source": r.source, "frame": r.frame, "person": None, "error": None}])
                 records.append(r.to_dict())
                 if args.save_images and r.ok and r.image is not None:
-                    name = Path(r.source).stem if r.source.startswith("<") is False else f"input_{len(records)}"
-                    r.save(out_dir / "annotated" / f"{name}.jpg")
+                    target = annotated.get(r.source, out_dir / "annotated" / f"input_{len(records)}")
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    r.save(target.with_suffix(".jpg"))
             bar.update(len(group))
     with open(out_dir / "predictions.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
@@ -104,7 +130,7 @@ def cmd_predict(args) -> int:
         for r in records[: args.show]:
             for i, p in enumerate(r["persons"]):
                 lo, hi = p["age_interval"]
-                print(f"{r['source']}: person {i}: age {p['age']:.1f} (90% {lo:.0f}-{hi:.0f}), {p['gender']} "
+                print(f"{r['source']}: person {i}: age {p['age']:.1f} ({p['coverage']:.0%} {lo:.0f}-{hi:.0f}), {p['gender']} "
                       f"({p['gender_score']:.2f})")
     print(f"{len(items)} input(s): {n_ok} image(s) ok, {n_failed} failed, {n_persons} person(s) found; "
           f"results in {out_dir / 'predictions.csv'} and {out_dir / 'predictions.json'}"
@@ -113,6 +139,13 @@ def cmd_predict(args) -> int:
 
 
 def cmd_check_age(args) -> int:
+    from .sources import expand_sources
+
+    skipped: list[str] = []
+    if not expand_sources(args.paths, skipped):  # as predict does
+        _report_skipped(skipped)
+        print("no images or videos found in " + ", ".join(args.paths), file=sys.stderr)
+        return 2
     predictor = _predictor(args)
     results = predictor.predict(args.paths, keep_images=False, errors="record")
     status = 0
@@ -152,6 +185,11 @@ def cmd_compare(args) -> int:
 def cmd_calibrate(args) -> int:
     from .evaluation.report import calibrate_model
 
+    if args.output is None and not (args.model and Path(args.model).is_dir()):
+        # before the (long) fitting: only a local model folder can be calibrated in place
+        print("mivolo-lite calibrate: give --output <folder> to save the calibrated model (in place is only "
+              "possible for a local --model folder)", file=sys.stderr)
+        return 2
     table = calibrate_model(args.model, args.annotations, output=args.output, device=args.device,
                             batch_size=args.batch_size, limit=args.limit, weights_dtype=args.weights_dtype)
     groups = table.get("true_age_groups", {})
@@ -177,15 +215,20 @@ def cmd_train(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mivolo-lite", description="Age and gender of every person in photos and videos.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from . import __version__
 
-    p = sub.add_parser("predict", help="estimate age and gender in images, folders and videos")
+    parser = argparse.ArgumentParser(prog="mivolo-lite", description="Age and gender of every person in photos and videos.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    formatter = argparse.ArgumentDefaultsHelpFormatter  # every option's help shows its default
+
+    p = sub.add_parser("predict", formatter_class=formatter, help="estimate age and gender in images, folders and videos")
     p.add_argument("paths", nargs="+", help="image/video files or folders (searched recursively)")
     _add_model_args(p)
-    p.add_argument("--detector", default=None, help="'opencv' (default, offline) or 'yolo:<weights.pt|repo id>'")
+    p.add_argument("--detector", default="opencv", type=_detector_arg, help=DETECTOR_CHOICES)
     _add_backend_arg(p)
-    p.add_argument("--output-dir", "-o", default="mivolo_out")
+    p.add_argument("--output-dir", "-o", default="mivolo_out",
+                   help="folder for predictions.csv, predictions.json and annotated/")
     p.add_argument("--save-images", action="store_true", help="write annotated images/videos")
     p.add_argument("--coverage", type=float, default=0.9, help="coverage of the age intervals")
     p.add_argument("--batch-size", type=int, default=32, help="persons per estimator batch")
@@ -194,37 +237,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("check-age", help="is each person at least THRESHOLD years old?")
+    p = sub.add_parser("check-age", formatter_class=formatter, help="is each person at least THRESHOLD years old?")
     p.add_argument("paths", nargs="+")
     _add_model_args(p)
-    p.add_argument("--detector", default=None)
+    p.add_argument("--detector", default="opencv", type=_detector_arg, help=DETECTOR_CHOICES)
     _add_backend_arg(p)
     p.add_argument("--threshold", type=float, default=18)
     p.add_argument("--risk", type=float, default=0.05, help="accepted probability of a wrong over/under decision")
     p.set_defaults(func=cmd_check_age)
 
-    p = sub.add_parser("eval", help="metrics, report and plots on annotation CSVs")
+    p = sub.add_parser("eval", formatter_class=formatter, help="metrics, report and plots on annotation CSVs")
     p.add_argument("annotations", nargs="+", help="annotation CSV files (see mivolo_lite.data.annotations)")
     _add_model_args(p)
-    p.add_argument("--output-dir", "-o", default="eval_report")
+    p.add_argument("--output-dir", "-o", default="eval_report", help="folder for the report and plots")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--limit", type=int, default=None, help="first N rows of each CSV")
+    p.add_argument("--limit", type=int, default=None, help="a random sample of N rows of each CSV (fixed seed)")
     p.add_argument("--no-tta", action="store_true", help="no flip test-time augmentation")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("compare", help="model B vs model A on annotation CSVs, with bootstrap-over-people intervals")
+    p = sub.add_parser("compare", formatter_class=formatter, help="model B vs model A on annotation CSVs, with bootstrap-over-people intervals")
     p.add_argument("model_a", help="model folder or Hub id (the baseline)")
     p.add_argument("model_b", help="model folder or Hub id (the candidate)")
     p.add_argument("annotations", nargs="+", help="annotation CSV files")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--limit", type=int, default=None, help="first N rows of each CSV")
+    p.add_argument("--limit", type=int, default=None, help="a random sample of N rows of each CSV (fixed seed)")
     p.add_argument("--no-tta", action="store_true", help="no flip test-time augmentation")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the people")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("calibrate", help="fit the age-interval calibration of a model on held-out CSVs")
+    p = sub.add_parser("calibrate", formatter_class=formatter, help="fit the age-interval calibration of a model on held-out CSVs")
     p.add_argument("annotations", nargs="+")
     _add_model_args(p)
     p.add_argument("--output", default=None, help="folder to save the calibrated model (default: in place)")
@@ -234,13 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="store the weights in this dtype (float16: half the file; the model still runs in fp32)")
     p.set_defaults(func=cmd_calibrate)
 
-    p = sub.add_parser("demo", help="start the Gradio web demo")
+    p = sub.add_parser("demo", formatter_class=formatter, help="start the Gradio web demo")
     _add_model_args(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("train", help="train (prefer: accelerate launch tools/train.py --config ...)")
+    p = sub.add_parser("train", formatter_class=formatter, help="train (prefer: accelerate launch tools/train.py --config ...)")
     p.add_argument("--config", required=True)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--max-minutes", type=float, default=None)

@@ -3,6 +3,7 @@ Hugging Face Hub repo ids (which also resolve offline from a pre-filled cache)."
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "pretrained" / "mivolo-lite-cpu"
@@ -58,6 +59,21 @@ def _weights_dtype(name: str):
     return getattr(torch, name)
 
 
+@contextlib.contextmanager
+def _quiet_transformers():
+    from transformers.utils import logging as hf_logging
+
+    bar_was_on, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
+
+
 def load_model_and_processor(name_or_path: str | Path | None, revision: str | None = None, **hub_kwargs):
     """(model, processor) from a folder or repo id, with one clear error when it cannot be found.
     Weights are read from safetensors only: a folder that holds only a pickle checkpoint
@@ -75,9 +91,10 @@ def load_model_and_processor(name_or_path: str | Path | None, revision: str | No
             raise ModelNotFoundError(f"{resolved!r} holds only pickle weights (.bin/.pt); {PICKLE_REFUSED}")
         raise ModelNotFoundError(f"{resolved!r} has no model.safetensors")
     try:
-        model = MiVOLOLiteModel.from_pretrained(resolved, revision=revision, use_safetensors=True, dtype=torch.float32,
-                                                **hub_kwargs)
-        processor = MiVOLOLiteImageProcessor.from_pretrained(resolved, revision=revision, **hub_kwargs)
+        with _quiet_transformers():  # a library call: no "Loading weights" bar, no backend-fallback notes
+            model = MiVOLOLiteModel.from_pretrained(resolved, revision=revision, use_safetensors=True,
+                                                    dtype=torch.float32, **hub_kwargs)
+            processor = MiVOLOLiteImageProcessor.from_pretrained(resolved, revision=revision, **hub_kwargs)
     except (RepositoryNotFoundError, LocalEntryNotFoundError, HFValidationError) as e:
         raise ModelNotFoundError(_not_found_message(resolved, e)) from None
     except OSError as e:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-
+import copy
 from pathlib import Path
 from typing import Sequence
 
@@ -32,14 +32,17 @@ class AgePredictor:
                  flip_tta: bool = True, coverage: float = 0.9, max_pixels: int | None = None,
                  backend: str = "auto", precision: str = "auto"):
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval().fuse_for_inference()  # inference only: fold BatchNorms
+        # self.model stays the model as loaded (BatchNorms intact), so saving it gives a folder that
+        # loads back; what runs is a copy with the BatchNorms folded into the convolutions
+        self.model = model.to(self.device).eval()
+        self._fused_model = copy.deepcopy(self.model).fuse_for_inference()
         # On a GPU, convolutions run fastest on channels-last (NHWC) tensors under autocast
         self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
-        self.model.to(memory_format=self.memory_format)
+        self._fused_model.to(memory_format=self.memory_format)
         # What runs the estimator: the torch model (fp32, or autocast in bf16/fp16: "auto" precision
         # is bf16 on a GPU for large models such as d1) or onnxruntime ("auto" backend: onnxruntime
         # on CPU when it is installed, measured faster there; see the README's Speed section)
-        self.estimator = build_estimator(self.model, backend, self.device, precision)
+        self.estimator = build_estimator(self._fused_model, backend, self.device, precision)
         self.processor = processor
         self._detector_spec = detector
         self._detector = None
@@ -84,6 +87,12 @@ class AgePredictor:
                 body_pixel_values=to_device(inputs["body_pixel_values"]) if has_body else None,
                 face_mask=inputs["face_mask"].to(self.device), body_mask=inputs["body_mask"].to(self.device),
                 flip_tta=self.flip_tta)
+            if not (torch.isfinite(pred.age).all() and torch.isfinite(pred.age_std).all()
+                    and torch.isfinite(pred.gender_prob).all()):
+                # broken weights (e.g. a model saved without its BatchNorms) must never pass for ages
+                folder = getattr(self.model.config, "_name_or_path", "") or "the model in memory"
+                raise RuntimeError(f"model {folder} produced NaN or infinite outputs: its weights are broken; "
+                                   "re-save it from an unmodified AgePredictor.from_pretrained(...).model")
             for i in range(len(f)):
                 out.append({"age": float(pred.age[i]), "age_std": float(pred.age_std[i]),
                             "prob_male": float(pred.gender_prob[i]), "age_probs": pred.age_probs[i].cpu().numpy()})

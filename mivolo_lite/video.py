@@ -71,19 +71,25 @@ def _track(tracker, det, shape) -> torch.Tensor:
 
 
 class AgeSmoother:
-    """Running inverse-variance weighted age and mean P(male) per track."""
+    """Per track: the mixture of its frames' age distributions (inverse-variance weighted) and mean
+    P(male). Frames of one track are far from independent views (the same face a few ms apart), so
+    the pooled std is the mixture's, never the std of n independent draws: n identical frames
+    give exactly the one frame's interval, frames that disagree widen it."""
 
     def __init__(self):
         self.stats: dict[int, list[float]] = {}
 
     def update(self, track_id: int, age: float, std: float, prob_male: float) -> tuple[float, float, float]:
-        w = 1.0 / max(std, MIN_STD) ** 2
-        s = self.stats.setdefault(track_id, [0.0, 0.0, 0.0, 0])
+        std = max(std, MIN_STD)
+        w = 1.0 / std ** 2
+        s = self.stats.setdefault(track_id, [0.0, 0.0, 0.0, 0, 0.0])
         s[0] += w
         s[1] += w * age
         s[2] += prob_male
         s[3] += 1
-        return s[1] / s[0], s[0] ** -0.5, s[2] / s[3]
+        s[4] += w * (std ** 2 + age ** 2)  # second moment of the mixture
+        mean = s[1] / s[0]
+        return mean, max(s[4] / s[0] - mean ** 2, MIN_STD ** 2) ** 0.5, s[2] / s[3]
 
 
 def _analyse_frame(predictor, image: np.ndarray, tracker, path: str, frame_index: int) -> ImageResult:

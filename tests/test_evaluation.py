@@ -148,3 +148,19 @@ def test_calibrate_then_evaluate_from_the_command_line(tiny_model, annotations, 
     for plot in ("utkface_val_pred_vs_true", "utkface_val_mae_per_age", "utkface_val_error_hist",
                  "utkface_val_coverage_per_age", "utkface_val_reliability", "peta_val_group_confusion"):
         assert (out / f"{plot}.png").stat().st_size > 1000, plot
+
+
+def test_evaluation_rows_refuse_a_csv_without_boxes_and_limit_samples_at_random(tmp_path, capsys):
+    from mivolo_lite.evaluation.report import read_evaluation_records
+
+    no_boxes = tmp_path / "no_boxes.csv"
+    no_boxes.write_text("image,age\na.jpg,30\n")
+    with pytest.raises(ValueError, match="face_box.*body_box"):
+        read_evaluation_records(no_boxes)
+    rows = tmp_path / "sorted_by_age.csv"
+    rows.write_text("image,face_box,age\n" + "".join(f"{i}.jpg,0 0 10 10,{i}\n" for i in range(100)))
+    sample = read_evaluation_records(rows, limit=10)
+    ages = [r.age for r in sample]
+    assert len(ages) == 10 and max(ages) > 10  # not the first 10 rows of a sorted CSV
+    assert ages == [r.age for r in read_evaluation_records(rows, limit=10)]  # the same rows every run
+    assert "a random sample of 10 of 100 rows" in capsys.readouterr().err

@@ -152,7 +152,7 @@ def test_onnx_backend_gives_the_same_ages_as_torch_on_real_crops(annotations, fl
     faces, bodies = _real_crops(annotations)
     torch_predictor = AgePredictor.from_pretrained(flip_tta=flip_tta, backend="torch")
     onnx_predictor = AgePredictor.from_pretrained(flip_tta=flip_tta, backend="onnx")
-    assert isinstance(onnx_predictor.estimator, OnnxEstimator) and torch_predictor.estimator is torch_predictor.model
+    assert isinstance(onnx_predictor.estimator, OnnxEstimator) and torch_predictor.estimator is torch_predictor._fused_model
     want = torch_predictor.predict_crops(faces=faces, bodies=bodies)
     got = onnx_predictor.predict_crops(faces=faces, bodies=bodies)
     assert len(want) == len(got) == 18

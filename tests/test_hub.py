@@ -210,3 +210,51 @@ def test_calibration_drops_the_training_only_descriptor_head(tmp_path, data_root
     (ages, _, _), = exact_age_predictions(shipped, [csv_path])
     (before, _, _), = exact_age_predictions(load_model_and_processor(folder), [csv_path])
     assert np.allclose(ages, before, atol=1e-5)
+
+
+def test_the_model_a_predictor_holds_saves_into_a_folder_that_loads_and_predicts_the_same(saved_model, tmp_path):
+    """predictor.model used to be fused in place (BatchNorms gone): saved, it loaded with fresh
+    BatchNorms and gave other (or NaN) ages. Now both loaders give back the same ages."""
+    from transformers import AutoModel
+
+    from mivolo_lite import AgePredictor
+    from mivolo_lite.models import MiVOLOLiteModel
+
+    _, processor, folder = saved_model
+    torch.manual_seed(0)
+    model = MiVOLOLiteModel(tiny_config())
+    model.train()
+    with torch.no_grad():  # move the BatchNorm running statistics away from their defaults
+        model(torch.randn(4, 3, 32, 32) * 3 + 1, torch.randn(4, 3, 32, 32) * 3 + 1)
+    predictor = AgePredictor(model.eval(), processor, backend="torch")
+    faces, bodies = [random_image(seed=1), random_image(seed=5)], [random_image(200, 90, seed=3), None]
+    ages = [p.age for p in predictor.predict_crops(faces, bodies)]
+    out = tmp_path / "resaved"
+    predictor.model.save_pretrained(out)
+    predictor.processor.save_pretrained(out)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in AutoModel.from_pretrained(out).modules())
+    reloaded = AgePredictor(AutoModel.from_pretrained(out), processor, backend="torch")
+    again = AgePredictor.from_pretrained(out, backend="torch")
+    for other in (reloaded, again):
+        assert np.allclose([p.age for p in other.predict_crops(faces, bodies)], ages, atol=1e-4)
+
+
+def test_a_model_giving_nan_ages_fails_loudly_naming_its_folder(saved_model):
+    from mivolo_lite import AgePredictor
+
+    _, _, folder = saved_model
+    predictor = AgePredictor.from_pretrained(folder, backend="torch")
+    with torch.no_grad():
+        for p in predictor._fused_model.parameters():
+            p.fill_(float("nan"))
+    with pytest.raises(RuntimeError, match=f"{folder}.*NaN"):
+        predictor.predict_crops([random_image(seed=1)])
+
+
+def test_loading_a_model_prints_no_progress_bar(saved_model, capfd):
+    from mivolo_lite.hub import load_model_and_processor
+
+    _, _, folder = saved_model
+    load_model_and_processor(folder)
+    captured = capfd.readouterr()
+    assert "Loading weights" not in captured.err + captured.out

@@ -178,7 +178,7 @@ def test_cli_on_a_folder_with_a_broken_file(tmp_path, assets):
     assert sources == {"bus.jpg", "zidane.jpg", "broken.png"}
     assert any(r["error"] and "broken.png" in r["error"] for r in rows)
     assert all(float(r["age"]) >= 0 for r in rows if not r["error"] and r["age"])
-    assert (out / "annotated" / "bus.jpg").exists() and (out / "predictions.json").exists()
+    assert (out / "annotated" / "nested" / "bus.jpg").exists() and (out / "predictions.json").exists()
 
 
 def test_video_tracks_people_and_smooths_age(predictor, tmp_path):
@@ -213,3 +213,16 @@ def test_labels_of_people_side_by_side_do_not_hide_each_other():
         for bx1, by1, bx2, by2 in boxes[i + 1:]:
             assert not (ax1 < bx2 and bx1 < ax2 and ay1 < by2 and by1 < ay2)
     assert boxes[0] == (100, 30, 220, 50)  # the first label sits right above its face
+
+
+def test_a_frame_repeated_many_times_keeps_the_one_frame_interval():
+    """Frames of a track are not independent evidence: 40 copies of one view used to shrink the
+    pooled std by sqrt(40). Now identical views give the single view's age and std."""
+    from mivolo_lite.video import AgeSmoother
+
+    smoother = AgeSmoother()
+    for _ in range(40):
+        age, std, prob_male = smoother.update(7, 34.0, 4.5, 0.8)
+    assert age == pytest.approx(34.0) and std == pytest.approx(4.5, rel=1e-6) and prob_male == pytest.approx(0.8)
+    age, std, _ = smoother.update(7, 60.0, 4.5, 0.8)  # a frame that disagrees widens the interval
+    assert std > 4.5

@@ -176,7 +176,7 @@ def build_ours(preset: str, backend: str, device: str, model_name: str | None = 
     predictor = AgePredictor(model, processor, device=device, backend="onnx" if backend == "onnx" else "torch",
                              precision=precision)
     if backend == "torch-compile":
-        predictor.model.compile()  # in place: predict() calls self(...), which now runs the compiled graph
+        predictor._fused_model.compile()  # in place: the fused copy is what runs; predict() calls self(...), now compiled
     return predictor, weights
 
 
@@ -251,7 +251,7 @@ def agreement_with_fp32(predictor, faces, persons) -> dict:
     on the same crops (empty for fp32 and onnx)."""
     if getattr(predictor.estimator, "precision", "fp32") == "fp32":
         return {}
-    reduced, predictor.estimator = predictor.estimator, predictor.model  # the model itself runs fp32
+    reduced, predictor.estimator = predictor.estimator, predictor._fused_model  # the model itself runs fp32
     try:
         reference = predictor.predict_crops(faces=faces)
     finally:

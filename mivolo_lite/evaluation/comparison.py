@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.annotations import read_annotations
 from .metrics import per_person_weights, per_sample_scores, weighted_mean
-from .report import _fmt, _load, _predict_records
+from .report import _fmt, _load, _predict_records, read_evaluation_records
 
 # figure -> (label, shown as a percentage)
 FIGURES = {"mae": ("age MAE", False), "cs5": ("CS@5", True), "group_accuracy": ("age-group acc.", True),
@@ -56,7 +55,7 @@ def compare_models(model_a, model_b, annotations, device: str = "cpu", batch_siz
     annotations = [annotations] if isinstance(annotations, (str, Path)) else list(annotations)
     results = {}
     for csv_path in annotations:
-        records = read_annotations(csv_path, limit)
+        records = read_evaluation_records(csv_path, limit)
         scores = []
         for model, processor in loaded:
             p = _predict_records(model, processor, records, batch_size, flip_tta)

@@ -3,8 +3,11 @@ plots; ``mivolo-lite calibrate`` / ``tools/calibrate.py``: fit the interval cali
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
+import random
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,26 @@ from ..data.annotations import read_annotations
 from ..data.dataset import AgeDataset
 from .inference import Predictions, predict_dataset
 from .metrics import per_person_weights, summarize_predictions
+
+SAMPLE_SEED = 0  # --limit draws the same rows every run
+
+
+def read_evaluation_records(csv_path, limit: int | None = None) -> list:
+    """The rows to evaluate on. A CSV with neither box column is refused (the model would be
+    scored on crops it never got); ``limit``: a random sample of that many rows (fixed seed), not
+    the first ones (a CSV sorted by age would give a biased figure), and it is said so."""
+    with open(csv_path, newline="") as f:
+        columns = set(csv.DictReader(f).fieldnames or [])
+    if not columns & {"face_box", "body_box"}:
+        raise ValueError(f"{csv_path}: annotation CSV lacks the box columns 'face_box' and 'body_box' (give at "
+                         "least one; a crop that is the face is written as the whole image's box)")
+    records = read_annotations(csv_path)
+    if limit and limit < len(records):
+        keep = sorted(random.Random(SAMPLE_SEED).sample(range(len(records)), limit))
+        print(f"{Path(csv_path).name}: a random sample of {limit} of {len(records)} rows (seed {SAMPLE_SEED})",
+              file=sys.stderr)
+        records = [records[i] for i in keep]
+    return records
 
 CHECK_THRESHOLDS = (18, 21, 25)
 
@@ -129,7 +152,7 @@ def evaluate_model(model, annotations, output_dir, device: str = "cpu", batch_si
               f"flip TTA: {flip_tta}, intervals: {'calibrated, ' + calibration.fitted_on if calibrated else 'UNCALIBRATED'}.", ""]
     for csv_path in annotations:
         name = Path(csv_path).stem
-        records = read_annotations(csv_path, limit)
+        records = read_evaluation_records(csv_path, limit)
         preds = _predict_records(model, processor, records, batch_size, flip_tta)
         result = _breakdowns(preds, records)
         # input modes, where a person has both a face and a body

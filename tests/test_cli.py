@@ -1,0 +1,45 @@
+"""Command line: --version, defaults in the help, detector names checked at parse time, the
+coverage printed as given, annotated images kept per folder, early refusals."""
+import pytest
+
+from mivolo_lite import __version__
+from mivolo_lite.cli import build_parser, main
+
+
+def test_version_and_help_with_defaults(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and __version__ in capsys.readouterr().out
+    help_text = build_parser()._subparsers._group_actions[0].choices["predict"].format_help()
+    assert "default: mivolo_out" in help_text and "default: 0.9" in help_text
+
+
+@pytest.mark.parametrize("name", ["foo", "haar"])
+def test_an_unknown_detector_is_refused_at_once_listing_the_choices(name, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict", str(tmp_path), "--detector", name])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"unknown detector {name!r}" in err and "'opencv'" in err and "yolo:" in err
+
+
+def test_check_age_on_an_empty_folder_is_like_predict(tmp_path, capsys):
+    assert main(["check-age", str(tmp_path)]) == 2
+    assert "no images or videos found" in capsys.readouterr().err
+
+
+def test_calibrate_without_output_fails_first_naming_the_flag(tmp_path, capsys):
+    csv = tmp_path / "never_read.csv"  # does not exist: the refusal comes before any work
+    assert main(["calibrate", str(csv)]) == 2
+    assert "--output" in capsys.readouterr().err
+
+
+def test_predict_prints_the_coverage_asked_and_keeps_same_named_images(tmp_path, assets, capsys):
+    for sub in ("a", "b"):
+        (tmp_path / "photos" / sub).mkdir(parents=True)
+        (tmp_path / "photos" / sub / "img.jpg").write_bytes((assets / "zidane.jpg").read_bytes())
+    out = tmp_path / "out"
+    assert main(["predict", str(tmp_path / "photos"), "-o", str(out), "--save-images", "--coverage", "0.5",
+                 "--backend", "torch"]) == 0
+    printed = capsys.readouterr().out
+    assert "(50% " in printed and "(90% " not in printed
+    assert (out / "annotated" / "a" / "img.jpg").exists() and (out / "annotated" / "b" / "img.jpg").exists()
