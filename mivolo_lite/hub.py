@@ -6,7 +6,12 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-DEFAULT_MODEL_DIR = Path(__file__).parent / "pretrained" / "mivolo-lite-cpu"
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+# The models shipped inside the package, by name (the preset each one is of): the model zoo.
+# Each folder is a saved model with its model card (README.md) and evaluation/.
+SHIPPED_MODELS = {"mobile": PRETRAINED_DIR / "mivolo-mobile", "lite": PRETRAINED_DIR / "mivolo-lite-cpu"}
+DEFAULT_MODEL = "lite"  # "mobile" once its weights ship
+DEFAULT_MODEL_DIR = SHIPPED_MODELS[DEFAULT_MODEL]
 
 
 PICKLE_REFUSED = ("mivolo_lite loads safetensors only, because unpickling a checkpoint can run arbitrary code. "
@@ -18,12 +23,16 @@ class ModelNotFoundError(OSError):
 
 
 def resolve_model(name_or_path: str | Path | None) -> str:
-    """``None`` -> the shipped default model folder; anything else is passed on to
-    transformers' ``from_pretrained`` (a local folder or a Hub repo id)."""
-    if name_or_path is None:
-        if not (DEFAULT_MODEL_DIR / "config.json").exists():
-            raise ModelNotFoundError(f"the default model is missing from {DEFAULT_MODEL_DIR}; reinstall mivolo_lite")
-        return str(DEFAULT_MODEL_DIR)
+    """``None`` -> the shipped default model's folder; a shipped model's name (``SHIPPED_MODELS``:
+    ``"mobile"``, ``"lite"``) -> its folder, unless a local folder of that name exists; anything else
+    is passed on to transformers' ``from_pretrained`` (a local folder or a Hub repo id)."""
+    if name_or_path is None or (isinstance(name_or_path, str) and name_or_path in SHIPPED_MODELS
+                                and not Path(name_or_path).exists()):
+        name = DEFAULT_MODEL if name_or_path is None else name_or_path
+        folder = SHIPPED_MODELS[name]
+        if not (folder / "config.json").exists():
+            raise ModelNotFoundError(f"the shipped model {name!r} is missing from {folder}; reinstall mivolo_lite")
+        return str(folder)
     path = Path(name_or_path)
     if path.exists() and not (path / "config.json").exists():
         raise ModelNotFoundError(f"{str(name_or_path)!r} is a folder without config.json: not a saved mivolo_lite model")

@@ -14,6 +14,7 @@ from mivolo_lite.data.dataset import AgeDataset, AugmentConfig
 from mivolo_lite.data.teacher import centered_embeddings, read_teacher_embeddings, teacher_key
 from mivolo_lite.models import MiVOLOLiteImageProcessor, MiVOLOLiteModel
 from mivolo_lite.models.losses import embedding_loss
+from mivolo_lite.training.loss import TrainingLoss
 
 
 def batch(n=4, size=32, seed=0):
@@ -31,16 +32,21 @@ def test_embedding_loss_is_one_minus_cosine_on_known_rows():
     assert embedding_loss(predicted, torch.full((3, 2), math.nan)).item() == 0.0
 
 
+def distill(model, inputs, teacher, weight=0.5):
+    """The trainer's objective with feature distillation only (gender weight 1, no teachers' labels)."""
+    out = model(**{k: v for k, v in inputs.items() if "pixel" in k or "mask" in k})
+    return TrainingLoss(embedding_weight=weight)(out, {**inputs, "teacher_face_embedding": teacher}, model.age_grid)
+
+
 def test_head_learns_from_present_faces_only_and_reaches_the_face_encoder():
     torch.manual_seed(0)
     model = MiVOLOLiteModel(tiny_config(face_embedding_dim=8)).train()
     inputs = batch()
     teacher = torch.randn(4, 8)
-    out = model(**inputs, teacher_face_embedding=teacher, embedding_distill_weight=0.5)
-    assert out.embedding_loss is not None and torch.isfinite(out.embedding_loss)
-    assert out.loss.item() == pytest.approx((out.age_loss + out.gender_loss + 0.5 * out.embedding_loss).item(),
-                                            rel=1e-5)
-    out.embedding_loss.backward()
+    parts = distill(model, inputs, teacher)
+    assert parts.embedding is not None and torch.isfinite(parts.embedding)
+    assert parts.total.item() == pytest.approx((parts.age + parts.gender + 0.5 * parts.embedding).item(), rel=1e-5)
+    parts.embedding.backward()
     assert model.face_encoder.stem.parameters().__next__().grad.abs().sum() > 0
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.body_encoder.parameters())
 
@@ -48,8 +54,8 @@ def test_head_learns_from_present_faces_only_and_reaches_the_face_encoder():
     model.eval()
     changed = teacher.clone()
     changed[2] = torch.randn(8) * 100
-    first = model(**inputs, teacher_face_embedding=teacher, embedding_distill_weight=0.5).embedding_loss
-    second = model(**inputs, teacher_face_embedding=changed, embedding_distill_weight=0.5).embedding_loss
+    first = distill(model, inputs, teacher).embedding
+    second = distill(model, inputs, changed).embedding
     assert first.item() == pytest.approx(second.item())
 
 
@@ -57,8 +63,7 @@ def test_no_head_no_loss_and_inference_unchanged():
     torch.manual_seed(0)
     plain = MiVOLOLiteModel(tiny_config()).eval()
     assert plain.face_embedding_head is None
-    out = plain(**batch(), teacher_face_embedding=torch.randn(4, 8), embedding_distill_weight=0.5)
-    assert out.embedding_loss is None
+    assert distill(plain, batch(), torch.randn(4, 8)).embedding is None
     # the head is training-only: the same trunk weights predict the same with or without it
     torch.manual_seed(0)
     with_head = MiVOLOLiteModel(tiny_config(face_embedding_dim=8)).eval()

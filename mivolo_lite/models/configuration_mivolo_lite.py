@@ -43,7 +43,29 @@ PRESETS: dict[str, dict] = {
         mlp_ratio=3.0,
         drop_path_rate=0.1,
     ),
+    # The default model: MiVOLO's design on face-pretrained trunks. Each input's token stem is the
+    # MobileNet-v1 of HSE FaceRes (VGGFace2 faces; tools/convert_faceres.py), whose stride-32 map at
+    # 160 px is a 5x5 grid of 1024-d features, projected to 256; one private transformer block per
+    # input, cross-attention fusion, two shared blocks, class attention. 160 px, not the trunk's
+    # 224: half the work per crop (290 vs 568 M multiply-adds) for the CPU speed budget.
+    "mobile": dict(
+        image_size=160,
+        backbone="mobilenet_v1",
+        backbone_stride=32,
+        branch_depth=1,
+        stage_types=["transformer"],
+        stage_depths=[2],
+        stage_dims=[256],
+        stage_heads=[8],
+        num_class_blocks=1,
+        mlp_ratio=3.0,
+        drop_path_rate=0.1,
+    ),
 }
+
+# Token stems (see models/backbones.py): "conv" trains from scratch, "mobilenet_v1" is the
+# face-pretrained FaceRes trunk.
+BACKBONES = ("conv", "mobilenet_v1")
 
 # The one age reported per person, read off the predicted distribution: its median is the age
 # with the least expected absolute error under the model's own belief (MAE is the measure),
@@ -58,10 +80,15 @@ class MiVOLOLiteConfig(PretrainedConfig):
 
     Age is predicted as a distribution over integer ages ``min_age..max_age``; labels outside
     that range are clipped. ``age_estimate`` is the point read off it (see ``AGE_ESTIMATES``:
-    ``"median"``, the default, or ``"mean"``). ``age_calibration`` holds the conformal calibration (see
+    ``"median"``, the default, or ``"mean"``). ``backbone`` picks each input's token stem (``BACKBONES``):
+    ``"conv"`` (from scratch; ``stem_*`` and ``patch_size`` shape it) or ``"mobilenet_v1"`` (the
+    face-pretrained FaceRes trunk; ``backbone_stride`` 16 or 32 picks its feature map). ``age_calibration`` holds the conformal calibration (see
     :mod:`mivolo_lite.calibration`) so that it travels with the weights. ``face_embedding_dim`` > 0
     adds a training-only head that regresses a face-recognition descriptor of that size from the
     face encoder's tokens (feature distillation, ``optim.embedding_distill_weight``); 0: none.
+    ``branch_drop_prob``: in training mode, the chance per sample with both inputs that one of them
+    is hidden (each with this probability), so the model learns to work from either alone; the
+    trainer sets it from ``optim.branch_drop_prob``.
     """
 
     model_type = "mivolo_lite"
@@ -71,6 +98,8 @@ class MiVOLOLiteConfig(PretrainedConfig):
         preset: str = "lite",
         image_size: int = 112,
         in_chans: int = 3,
+        backbone: str = "conv",
+        backbone_stride: int = 32,
         stem_channels: list[int] | None = None,
         stem_strides: list[int] | None = None,
         stem_blocks_per_stage: int = 0,
@@ -91,11 +120,16 @@ class MiVOLOLiteConfig(PretrainedConfig):
         age_estimate: str = "median",
         age_calibration: dict | None = None,
         face_embedding_dim: int = 0,
+        branch_drop_prob: float = 0.0,
         **kwargs,
     ):
         self.preset = preset
         self.image_size = image_size
         self.in_chans = in_chans
+        if backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
+        self.backbone = backbone
+        self.backbone_stride = backbone_stride
         self.stem_channels = list(stem_channels or [16, 32, 64])
         self.stem_strides = list(stem_strides or [2] * len(self.stem_channels))
         self.stem_blocks_per_stage = stem_blocks_per_stage
@@ -118,6 +152,7 @@ class MiVOLOLiteConfig(PretrainedConfig):
         self.age_estimate = age_estimate
         self.age_calibration = age_calibration
         self.face_embedding_dim = face_embedding_dim
+        self.branch_drop_prob = branch_drop_prob
         lengths = {len(self.stage_types), len(self.stage_depths), len(self.stage_dims), len(self.stage_heads)}
         if len(lengths) != 1:
             raise ValueError("stage_types, stage_depths, stage_dims and stage_heads must have the same length")
@@ -138,6 +173,9 @@ class MiVOLOLiteConfig(PretrainedConfig):
 
     @property
     def total_stride(self) -> int:
+        """Pixels per token along each side of the crop."""
+        if self.backbone == "mobilenet_v1":
+            return self.backbone_stride
         stride = self.patch_size
         for s in self.stem_strides:
             stride *= s

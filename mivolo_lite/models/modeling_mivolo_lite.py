@@ -21,26 +21,37 @@ from transformers.utils import ModelOutput
 
 from .age_distribution import distribution_median
 from .configuration_mivolo_lite import MiVOLOLiteConfig
-from .layers import ConvPatchStem, CrossAttentionFusion, resize_pos_embed
-from .losses import age_distribution_loss, embedding_loss, gender_loss
+from .backbones import build_token_stem
+from .layers import CrossAttentionFusion, resize_pos_embed
+from .losses import age_distribution_loss, gender_loss
 
 
 @dataclass
 class MiVOLOLiteOutput(ModelOutput):
     """``age`` is the median (or, with ``config.age_estimate="mean"``, the mean) and ``age_std``
     the standard deviation of the predicted age distribution ``age_probs`` over
-    ``config.min_age..config.max_age``; ``gender_prob`` is P(male)."""
+    ``config.min_age..config.max_age``; ``gender_prob`` is P(male). ``face_present`` and
+    ``body_present`` are the presence masks the model used (after branch dropout in training);
+    ``face_embedding`` is the training-only face-descriptor head's output, when the model has one."""
 
     loss: torch.Tensor | None = None
     age_loss: torch.Tensor | None = None
     gender_loss: torch.Tensor | None = None
-    embedding_loss: torch.Tensor | None = None  # feature distillation (training only)
     age_logits: torch.Tensor | None = None
     gender_logits: torch.Tensor | None = None
     age_probs: torch.Tensor | None = None
     age: torch.Tensor | None = None
     age_std: torch.Tensor | None = None
     gender_prob: torch.Tensor | None = None
+    face_present: torch.Tensor | None = None
+    body_present: torch.Tensor | None = None
+    face_embedding: torch.Tensor | None = None
+
+
+# Arguments of forward until the training objective moved to mivolo_lite.training.loss.
+TRAINING_ONLY_ARGUMENTS = frozenset({
+    "sample_weight", "branch_drop_prob", "teacher_age_probs", "teacher_male", "distill_age_weight",
+    "distill_gender_weight", "age_l1_point", "teacher_face_embedding", "embedding_distill_weight"})
 
 
 def append_mirrored(pixels: torch.Tensor | None) -> torch.Tensor | None:
@@ -56,13 +67,13 @@ def _stochastic_depths(config: MiVOLOLiteConfig) -> list[float]:
 
 
 class BranchEncoder(nn.Module):
-    """One input's private path: convolutional stem, position embedding, a few transformer blocks."""
+    """One input's private path: token stem (``config.backbone``), position embedding, a few
+    transformer blocks."""
 
     def __init__(self, config: MiVOLOLiteConfig, drop_paths: list[float]):
         super().__init__()
         dim = config.stage_dims[0]
-        self.stem = ConvPatchStem(config.in_chans, config.stem_channels, config.stem_strides,
-                                  config.stem_blocks_per_stage, config.patch_size, dim)
+        self.stem = build_token_stem(config)
         grid = config.image_size // config.total_stride
         self.pos_embed = nn.Parameter(torch.zeros(1, grid, grid, dim))
         self.blocks = nn.Sequential(*[
@@ -195,25 +206,27 @@ class MiVOLOLiteModel(MiVOLOLitePreTrainedModel):
         age_low: torch.Tensor | None = None,
         age_high: torch.Tensor | None = None,
         gender: torch.Tensor | None = None,
-        sample_weight: torch.Tensor | None = None,
-        branch_drop_prob: float = 0.0,
-        teacher_age_probs: torch.Tensor | None = None,
-        teacher_male: torch.Tensor | None = None,
-        distill_age_weight: float = 0.0,
-        distill_gender_weight: float = 0.0,
-        age_l1_point: str = "mean",
-        teacher_face_embedding: torch.Tensor | None = None,
-        embedding_distill_weight: float = 0.0,
         **kwargs,
     ) -> MiVOLOLiteOutput:
+        """Inputs: face and/or body crops ``(B, 3, H, W)`` with presence masks ``(B,)``. Labels
+        (optional, as in transformers): ``age_low``/``age_high`` (an exact age is ``low == high``,
+        an age group an interval, NaN unknown) and ``gender`` (1 male, 0 female, -1 unknown); with
+        labels, ``loss`` is the plain unweighted age + gender loss. Training objectives with sample
+        weights, loss weights and teachers live in :class:`mivolo_lite.training.loss.TrainingLoss`.
+        In training mode, ``config.branch_drop_prob`` hides one of two present inputs at random."""
+        moved = sorted(TRAINING_ONLY_ARGUMENTS & kwargs.keys())
+        if moved:  # the signature before 0.2: say where they went rather than ignore them
+            raise TypeError(f"MiVOLOLiteModel.forward no longer takes {moved}: teacher targets, sample weights and "
+                            "loss weights belong to mivolo_lite.training.loss.TrainingLoss, branch dropout to "
+                            "config.branch_drop_prob")
         if face_pixel_values is None and body_pixel_values is None:
             raise ValueError("MiVOLOLiteModel needs face_pixel_values, body_pixel_values or both")
         reference = face_pixel_values if face_pixel_values is not None else body_pixel_values
         batch, device = reference.shape[0], reference.device
         face_mask = self._mask(face_mask, face_pixel_values, batch, device)
         body_mask = self._mask(body_mask, body_pixel_values, batch, device)
-        if self.training and branch_drop_prob > 0:
-            face_mask, body_mask = self._drop_branches(face_mask, body_mask, branch_drop_prob)
+        if self.training and self.config.branch_drop_prob > 0:
+            face_mask, body_mask = self._drop_branches(face_mask, body_mask, self.config.branch_drop_prob)
 
         grid = (reference.shape[-2] // self.config.total_stride, reference.shape[-1] // self.config.total_stride)
         face = self._encode(self.face_encoder, face_pixel_values, face_mask, self.missing_face, grid)
@@ -228,23 +241,15 @@ class MiVOLOLiteModel(MiVOLOLitePreTrainedModel):
         age_logits = self.age_head(pooled)
         gender_logits = self.gender_head(pooled).squeeze(-1)
         out = self.summarize(age_logits, gender_logits)
+        out.face_present, out.body_present = face_mask, body_mask
+        if self.face_embedding_head is not None:
+            out.face_embedding = self.face_embedding_head(face.mean(dim=(1, 2)))
 
         if age_low is not None or gender is not None:
-            a_loss = age_distribution_loss(age_logits, self.age_grid, age_low, age_high, sample_weight,
-                                           teacher_probs=teacher_age_probs, teacher_weight=distill_age_weight,
-                                           l1_point=age_l1_point) \
-                if age_low is not None else age_logits.sum() * 0.0
-            g_loss = gender_loss(gender_logits, gender, sample_weight, teacher_male=teacher_male,
-                                 teacher_weight=distill_gender_weight) if gender is not None else gender_logits.sum() * 0.0
-            out.age_loss, out.gender_loss = a_loss, g_loss
-            out.loss = a_loss + g_loss
-            if (teacher_face_embedding is not None and embedding_distill_weight > 0
-                    and self.face_embedding_head is not None):
-                # faces present after branch dropout only: a stand-in token grid has no descriptor
-                teacher = torch.where(face_mask[:, None], teacher_face_embedding.float(), torch.nan)
-                predicted = self.face_embedding_head(face.mean(dim=(1, 2)))
-                out.embedding_loss = embedding_loss(predicted, teacher, sample_weight)
-                out.loss = out.loss + embedding_distill_weight * out.embedding_loss
+            out.age_loss = (age_distribution_loss(age_logits, self.age_grid, age_low, age_high)
+                            if age_low is not None else age_logits.sum() * 0.0)
+            out.gender_loss = gender_loss(gender_logits, gender) if gender is not None else gender_logits.sum() * 0.0
+            out.loss = out.age_loss + out.gender_loss
         return out
 
     @staticmethod

@@ -15,6 +15,9 @@ class ModelSection:
     # start from a saved model's weights (and architecture) instead of random ones, e.g. to go on
     # training the shipped model with a new schedule; preset/overrides are then ignored
     init_from: str | None = None
+    # a converted face-pretrained trunk (tools/convert_faceres.py) copied into both branches' token
+    # stems of a fresh model (presets with backbone "mobilenet_v1"); ignored with init_from
+    pretrained_backbone: str | None = None
 
 
 @dataclass
@@ -51,6 +54,9 @@ class OptimSection:
     # Transformers from scratch at batch 64 diverge or stall above a few 1e-4 (DeiT scales
     # 5e-4 per 512 samples); the convolutional stem tolerates somewhat more.
     lr: float = 3e-4
+    # learning rate of pretrained trunks (parameters under "<branch>_encoder.stem.trunk") as a
+    # fraction of lr: fine-tune them gently while the new layers on top learn at the full rate
+    backbone_lr_scale: float = 1.0
     min_lr_ratio: float = 0.02
     weight_decay: float = 0.05
     warmup_steps: int = 300

@@ -35,7 +35,11 @@ from ..evaluation.inference import predict_batches
 from ..evaluation.metrics import summarize_predictions
 from ..hub import save_model
 from ..models import MiVOLOLiteConfig, MiVOLOLiteImageProcessor, MiVOLOLiteModel
+from ..models.backbones import load_pretrained_backbone
 from .config import TrainConfig
+from .loss import TrainingLoss
+
+MODEL_INPUTS = ("face_pixel_values", "body_pixel_values", "face_mask", "body_mask")
 
 
 class TrainingState:
@@ -125,6 +129,26 @@ def freeze_all_but(model: torch.nn.Module, prefixes: list[str]) -> list[torch.nn
             if any(True for _ in m.parameters()) and not any(p.requires_grad for p in m.parameters())]
 
 
+def parameter_groups(model: torch.nn.Module, optim) -> list[dict]:
+    """AdamW groups of the trainable parameters: no weight decay on norms, biases, position
+    embeddings and learned tokens; pretrained trunks at ``optim.backbone_lr_scale`` times the lr."""
+    def no_decay(name, p):
+        return p.ndim <= 1 or name.endswith("pos_embed") or "missing_" in name or "cls_token" in name
+
+    def in_trunk(name):
+        return ".stem.trunk." in name
+
+    groups = []
+    for trunk in (False, True):
+        for decay in (True, False):
+            chosen = [p for n, p in model.named_parameters()
+                      if p.requires_grad and in_trunk(n) == trunk and no_decay(n, p) != decay]
+            if chosen:
+                groups.append({"params": chosen, "weight_decay": optim.weight_decay if decay else 0.0,
+                               "lr": optim.lr * (optim.backbone_lr_scale if trunk else 1.0)})
+    return groups
+
+
 def run_model_config(cfg: TrainConfig) -> MiVOLOLiteConfig:
     """The architecture a run trains: its starting model's (``model.init_from``, which may differ
     from any preset, e.g. a grown one) or else its preset with overrides."""
@@ -157,6 +181,12 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
                                                 dtype=torch.float32)
     else:
         model = MiVOLOLiteModel(model_cfg)
+        if cfg.model.pretrained_backbone:
+            loaded = load_pretrained_backbone(model, cfg.model.pretrained_backbone)
+            accelerator.print(f"pretrained trunks: {len(loaded)} tensors per branch from {cfg.model.pretrained_backbone}")
+    # a training-time setting of the model (transformers style, like a dropout rate); inert in eval mode
+    model.config.branch_drop_prob = cfg.optim.branch_drop_prob
+    objective = TrainingLoss.from_optim(cfg.optim)
     processor = MiVOLOLiteImageProcessor(size=model_cfg.image_size)
     frozen = freeze_all_but(model, cfg.optim.train_only) if cfg.optim.train_only else []
     if frozen:
@@ -198,19 +228,14 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
                         generator=torch.Generator().manual_seed(cfg.seed))
     val_loaders = {k: DataLoader(v, batch_size=cfg.optim.batch_size * 2, num_workers=0) for k, v in val_sets.items()}
 
-    no_decay = lambda n, p: p.ndim <= 1 or n.endswith("pos_embed") or "missing_" in n or "cls_token" in n  # noqa: E731
-    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    params = [
-        {"params": [p for n, p in trainable if not no_decay(n, p)], "weight_decay": cfg.optim.weight_decay},
-        {"params": [p for n, p in trainable if no_decay(n, p)], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr)
+    optimizer = torch.optim.AdamW(parameter_groups(model, cfg.optim), lr=cfg.optim.lr)
     steps_per_epoch = math.ceil(len(loader) / accelerator.num_processes / cfg.optim.grad_accum)
     total_steps = steps_per_epoch * cfg.optim.epochs
     scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.optim.warmup_steps, total_steps)
-    # cosine to min_lr_ratio rather than zero
+    # cosine to min_lr_ratio rather than zero, in every parameter group
     base_lambda = scheduler.lr_lambdas[0]
-    scheduler.lr_lambdas[0] = lambda s: cfg.optim.min_lr_ratio + (1 - cfg.optim.min_lr_ratio) * base_lambda(s)
+    scheduler.lr_lambdas = [lambda s: cfg.optim.min_lr_ratio + (1 - cfg.optim.min_lr_ratio) * base_lambda(s)
+                            ] * len(optimizer.param_groups)
 
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     val_loaders = {k: accelerator.prepare(v) for k, v in val_loaders.items()}
@@ -271,18 +296,9 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
             # counted on every batch (a collective: all processes take part) so the count survives a resume
             state.bad_images += int(accelerator.reduce((~batch["image_ok"]).sum(), reduction="sum"))
             with accelerator.accumulate(model):
-                out = model(**{k: batch[k] for k in ("face_pixel_values", "body_pixel_values", "face_mask", "body_mask",
-                                                     "age_low", "age_high", "gender", "sample_weight",
-                                                     "teacher_age_probs", "teacher_male", "teacher_face_embedding")
-                                if k in batch},
-                            branch_drop_prob=cfg.optim.branch_drop_prob,
-                            distill_age_weight=cfg.optim.distill_age_weight,
-                            distill_gender_weight=cfg.optim.distill_gender_weight,
-                            age_l1_point=cfg.optim.age_l1_point,
-                            embedding_distill_weight=cfg.optim.embedding_distill_weight)
-                loss = out.age_loss + cfg.optim.gender_loss_weight * out.gender_loss
-                if out.embedding_loss is not None:
-                    loss = loss + cfg.optim.embedding_distill_weight * out.embedding_loss
+                out = model(**{k: batch[k] for k in MODEL_INPUTS if k in batch})
+                parts = objective(out, batch, accelerator.unwrap_model(model).age_grid)
+                loss = parts.total
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.optim.grad_clip:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
@@ -295,9 +311,7 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
             state.step += 1
             ema.update(accelerator.unwrap_model(model), step=state.step)
             progress.update(1)
-            losses = {"age_loss": out.age_loss.item(), "gender_loss": out.gender_loss.item()}
-            if out.embedding_loss is not None:
-                losses["embedding_loss"] = out.embedding_loss.item()
+            losses = parts.logged()
             progress.set_postfix(**{k.removesuffix("_loss"): f"{v:.3f}" for k, v in losses.items()},
                                  lr=f"{scheduler.get_last_lr()[0]:.2e}", epoch=state.epoch)
             if state.step % cfg.log_every == 0 and accelerator.is_main_process:

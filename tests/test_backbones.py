@@ -1,0 +1,113 @@
+"""The face-pretrained token stem ("mobilenet_v1", preset "mobile"): the converted FaceRes trunk
+sees exactly the pixels it was trained on, its weights load into both branches, the trainer
+fine-tunes it at its own learning rate, and the whole model exports to ONNX like ``lite``."""
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from mivolo_lite.models import MiVOLOLiteConfig, MiVOLOLiteModel
+from mivolo_lite.models.backbones import MobileNetV1TokenStem, load_pretrained_backbone
+from mivolo_lite.models.image_processing_mivolo_lite import IMAGENET_MEAN, IMAGENET_STD
+from mivolo_lite.models.mobilenet_v1 import FaceResDeep, caffe_preprocess
+from mivolo_lite.training.config import OptimSection
+from mivolo_lite.training.trainer import parameter_groups
+
+
+def mobile_config(**overrides):
+    kw = dict(image_size=64, stage_dims=[32], stage_heads=[2], stage_depths=[1])
+    kw.update(overrides)
+    return MiVOLOLiteConfig.from_preset("mobile", **kw)
+
+
+@pytest.fixture(scope="module")
+def faceres_file(tmp_path_factory):
+    """A FaceRes checkpoint as tools/convert_faceres.py writes it (random weights)."""
+    torch.manual_seed(3)
+    reference = FaceResDeep().eval()
+    for p in reference.parameters():  # non-trivial biases: a skipped tensor would show
+        torch.nn.init.normal_(p, std=0.05)
+    path = tmp_path_factory.mktemp("faceres") / "faceres_deep.safetensors"
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(path))
+    return reference, path
+
+
+def test_the_trunk_sees_caffe_pixels_from_the_processors_normalised_input(faceres_file):
+    reference, path = faceres_file
+    model = MiVOLOLiteModel(mobile_config()).eval()
+    load_pretrained_backbone(model, path)
+    x = torch.randint(0, 256, (2, 3, 64, 64)).float()
+    # what the image processor hands the model: RGB scaled to 0..1, minus the ImageNet mean, over its std
+    normalised = (x / 255 - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    caffe = MobileNetV1TokenStem.to_caffe_pixels(normalised)
+    assert torch.allclose(caffe, caffe_preprocess(x), atol=1e-3)
+    with torch.no_grad():
+        stem = model.face_encoder.stem
+        ours = stem.trunk.stem(caffe)
+        for block in stem.trunk.blocks:
+            ours = block(ours)
+        assert torch.allclose(ours, reference.trunk(caffe_preprocess(x))["stride32"], atol=1e-4)
+
+
+def test_pretrained_weights_go_into_both_branches_and_bad_files_are_refused(faceres_file, tmp_path):
+    reference, path = faceres_file
+    model = MiVOLOLiteModel(mobile_config())
+    loaded = load_pretrained_backbone(model, path)
+    assert "stem.conv.weight" in loaded and len(loaded) == len(reference.trunk.state_dict())
+    for branch in (model.face_encoder, model.body_encoder):
+        assert torch.equal(branch.stem.trunk.blocks[12].pw.conv.weight, reference.trunk.blocks[12].pw.conv.weight)
+    # a stride-16 stem takes the blocks it has and skips the stride-32 ones
+    short = MiVOLOLiteModel(mobile_config(backbone_stride=16))
+    load_pretrained_backbone(short, path)
+    assert len(short.face_encoder.stem.trunk.blocks) == 11
+    assert short.face_encoder.stem(torch.zeros(1, 3, 64, 64)).shape == (1, 4, 4, 32)
+    # a file without the trunk, a truncated one, and a model without a trunk
+    save_file({"age.weight": torch.zeros(2, 2)}, str(tmp_path / "heads.safetensors"))
+    with pytest.raises(ValueError, match="trunk"):
+        load_pretrained_backbone(model, tmp_path / "heads.safetensors")
+    partial = {k: v for k, v in reference.state_dict().items() if "blocks.12" not in k}
+    save_file(partial, str(tmp_path / "partial.safetensors"))
+    with pytest.raises(ValueError, match="lacks"):
+        load_pretrained_backbone(model, tmp_path / "partial.safetensors")
+    with pytest.raises(ValueError, match="no MobileNet-v1 trunk"):
+        load_pretrained_backbone(MiVOLOLiteModel(MiVOLOLiteConfig.from_preset("lite")), path)
+
+
+def test_token_grid_follows_the_backbone_stride_and_unknown_backbones_are_refused():
+    model = MiVOLOLiteModel(mobile_config()).eval()
+    assert model.config.total_stride == 32
+    out = model(torch.randn(3, 3, 64, 64), torch.randn(3, 3, 64, 64),
+                torch.tensor([True, False, True]), torch.tensor([False, True, True]))
+    assert out.age.shape == (3,) and torch.isfinite(out.age).all()
+    with pytest.raises(ValueError, match="backbone"):
+        MiVOLOLiteConfig.from_preset("mobile", backbone="resnet")
+
+
+def test_trunks_train_at_their_own_learning_rate_and_every_group_keeps_the_floor():
+    model = MiVOLOLiteModel(mobile_config())
+    optim = OptimSection(lr=1e-3, backbone_lr_scale=0.25)
+    groups = parameter_groups(model, optim)
+    trunk_ids = {id(p) for n, p in model.named_parameters() if ".stem.trunk." in n}
+    for group in groups:
+        in_trunk = {id(p) in trunk_ids for p in group["params"]}
+        assert len(in_trunk) == 1  # a group is all trunk or all new layers
+        assert group["lr"] == pytest.approx(2.5e-4 if in_trunk.pop() else 1e-3)
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+def test_mobile_model_exports_to_onnx_and_matches_torch(tmp_path, faceres_file):
+    ort = pytest.importorskip("onnxruntime")
+    from mivolo_lite.export import export_onnx
+
+    torch.manual_seed(0)
+    model = MiVOLOLiteModel(mobile_config()).eval()
+    load_pretrained_backbone(model, faceres_file[1])
+    path = export_onnx(model, tmp_path / "mobile.onnx")
+    face, body = torch.randn(3, 3, 64, 64), torch.randn(3, 3, 64, 64)
+    fm, bm = torch.tensor([True, True, False]), torch.tensor([False, True, True])
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    probs, _ = session.run(None, {"face_pixel_values": face.numpy(), "face_mask": fm.numpy(),
+                                  "body_pixel_values": body.numpy(), "body_mask": bm.numpy()})
+    with torch.no_grad():
+        expected = model(face, body, fm, bm).age_probs
+    assert torch.allclose(torch.from_numpy(probs), expected, atol=1e-4)
