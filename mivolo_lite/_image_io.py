@@ -61,6 +61,29 @@ def pil_to_rgb_array(img: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
 
 
+def as_rgb_array(image) -> np.ndarray:
+    """PIL image or numpy array (HxW, HxWx1/3/4, uint8 or uint16) -> contiguous HxWx3 uint8 RGB."""
+    if hasattr(image, "convert") and not isinstance(image, np.ndarray):  # PIL.Image
+        return pil_to_rgb_array(image)
+    arr = np.asarray(image)
+    if arr.dtype == np.uint16:
+        arr = (arr >> 8).astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        finite = arr[np.isfinite(arr)] if arr.dtype.kind == "f" else None
+        if finite is not None and finite.size and float(finite.max()) <= 1.0:  # 0..1 floats
+            arr = arr * 255.0
+        arr = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    elif arr.ndim == 3 and arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    elif arr.ndim == 3 and arr.shape[2] == 4:
+        arr = arr[:, :, :3]
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(f"expected an RGB image array of shape (H, W, 3), got shape {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
 def load_image(source, max_pixels: int | None = None) -> np.ndarray:
     """Path, bytes, PIL image or array -> HxWx3 uint8 RGB (EXIF rotation applied; the first frame
     of animations and multi-page files).
@@ -105,8 +128,6 @@ def _check_size(img: Image.Image, source, limit: int) -> None:
 
 
 def _array_to_rgb(arr: np.ndarray, limit: int) -> np.ndarray:
-    from .models.image_processing_mivolo_lite import as_rgb_array
-
     if arr.dtype.kind not in "biuf":  # strings, objects, complex numbers: not pixel values
         raise ImageLoadError(arr, f"unsupported array dtype {arr.dtype} (expected integers, floats or booleans)")
     if arr.ndim not in (2, 3):

@@ -1,4 +1,4 @@
-"""tools/compare_with_peer.py with a stand-in for the peer package (not a dependency): the peer's
+"""tools/research/compare_with_peer.py with a stand-in for the peer package (not a dependency): the peer's
 figures are its answers scored on the same rows, ours are our model's, the bodies-only CSV is
 skipped, and the context view reaches our model only when asked for."""
 
@@ -48,7 +48,7 @@ def expected_peer_figures(csv_path, limit):
 
 
 def test_peer_and_ours_are_scored_on_the_same_rows(folder, annotations, tmp_path, capsys):
-    tool = load_tool("compare_with_peer")
+    tool = load_tool("research/compare_with_peer")
     csvs = [str(annotations / f"{name}_val.csv") for name in ("utkface", "aaf", "peta")]
     runs = {}
     for mode in ("face", "context"):
@@ -83,7 +83,7 @@ def test_peer_and_ours_are_scored_on_the_same_rows(folder, annotations, tmp_path
 def test_unreadable_faces_are_named_and_left_out_of_both_sides(folder, annotations, tmp_path, capsys):
     from mivolo_lite.data.annotations import write_annotations
 
-    tool = load_tool("compare_with_peer")
+    tool = load_tool("research/compare_with_peer")
     records = read_annotations(annotations / "utkface_val.csv", 6)
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")

@@ -18,7 +18,10 @@ from mivolo_lite.models import MiVOLOLiteModel  # noqa: E402
 
 
 def load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    """A script of tools/ as a module; ``name`` is its path under tools/ without ``.py``
+    (``"export_onnx"``, ``"research/grow_model"``)."""
+    path = REPO / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -246,7 +246,7 @@ def test_deepening_d1_keeps_its_outlookers_and_refuses_an_outlooker_last_stage()
 def test_resized_input_model_predicts_as_the_original_on_the_larger_crops(tmp_path):
     """resize_input stores the resampled position embeddings the forward pass would otherwise
     compute on the fly, so at the new size it predicts exactly what the original model does on
-    those crops; tools/grow_model.py saves it with a processor that makes crops of that size."""
+    those crops; tools/research/grow_model.py saves it with a processor that makes crops of that size."""
     from mivolo_lite.hub import save_model
     from mivolo_lite.models import MiVOLOLiteImageProcessor
     from mivolo_lite.models.growth import resize_input
@@ -271,13 +271,13 @@ def test_resized_input_model_predicts_as_the_original_on_the_larger_crops(tmp_pa
         resize_input(model, 50)
 
     save_model(model, MiVOLOLiteImageProcessor(size=32, image_mean=[0.5] * 3), tmp_path / "small")
-    load_tool("grow_model").main([str(tmp_path / "small"), "--image-size", "48", "-o", str(tmp_path / "big")])
+    load_tool("research/grow_model").main([str(tmp_path / "small"), "--image-size", "48", "-o", str(tmp_path / "big")])
     processor = MiVOLOLiteImageProcessor.from_pretrained(tmp_path / "big")
     assert processor.size == 48 and processor.image_mean == [0.5] * 3
     reloaded = MiVOLOLiteModel.from_pretrained(tmp_path / "big", use_safetensors=True).eval()
     assert torch.allclose(reloaded(face, body).age_logits, resized(face, body).age_logits, atol=1e-5)
     with pytest.raises(SystemExit):
-        load_tool("grow_model").main([str(tmp_path / "small"), "-o", str(tmp_path / "none")])
+        load_tool("research/grow_model").main([str(tmp_path / "small"), "-o", str(tmp_path / "none")])
 
 
 def test_reported_age_is_the_distributions_median_unless_the_config_asks_for_the_mean(tiny_model):

@@ -1,4 +1,4 @@
-"""tools/probe_teacher.py with stand-in descriptors (dlib and its face-recognition model are not
+"""tools/research/probe_teacher.py with stand-in descriptors (dlib and its face-recognition model are not
 dependencies): the cross-fitted labels do not leak a face's own label back, one person's images
 share a fold, the blend mixes the two teachers, descriptors are cached, held-out CSVs are refused."""
 
@@ -12,7 +12,7 @@ from mivolo_lite.data.annotations import AnnotationRecord, read_annotations, wri
 from mivolo_lite.data.teacher import TeacherLabel, format_teacher_row, read_teacher_labels, teacher_key
 from test_export import load_tool
 
-tool = load_tool("probe_teacher")
+tool = load_tool("research/probe_teacher")
 
 
 def synthetic_records(n, seed=0):

@@ -1,4 +1,4 @@
-"""Weight averaging ("model soups"): mivolo_lite.models.soup and tools/average_models.py."""
+"""Weight averaging ("model soups"): mivolo_lite.models.soup and tools/research/average_models.py."""
 
 import json
 
@@ -81,7 +81,7 @@ def test_average_models_tool_writes_a_loadable_soup_and_its_recipe(tmp_path, cap
         folders.append(tmp_path / f"m{seed}")
         save_model(sibling(seed), processor, folders[-1])
     out = tmp_path / "soup"
-    load_tool("average_models").main([*map(str, folders), "--weights", "1", "3", "-o", str(out)])
+    load_tool("research/average_models").main([*map(str, folders), "--weights", "1", "3", "-o", str(out)])
     assert "no age calibration yet" in capsys.readouterr().out
     soup, soup_processor = load_model_and_processor(out)
     expected = average_models([load_model_and_processor(f)[0] for f in folders], weights=[1, 3])
@@ -93,5 +93,5 @@ def test_average_models_tool_writes_a_loadable_soup_and_its_recipe(tmp_path, cap
     # another architecture: a usage error naming the model, nothing written
     save_model(sibling(2, stage_depths=[2]), processor, tmp_path / "deeper")
     with pytest.raises(SystemExit):
-        load_tool("average_models").main([str(folders[0]), str(tmp_path / "deeper"), "-o", str(tmp_path / "bad")])
+        load_tool("research/average_models").main([str(folders[0]), str(tmp_path / "deeper"), "-o", str(tmp_path / "bad")])
     assert "does not have" in capsys.readouterr().err and not (tmp_path / "bad").exists()

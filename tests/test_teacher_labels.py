@@ -1,4 +1,4 @@
-"""tools/teacher_labels.py with a stand-in for the teacher package (which is not a dependency):
+"""tools/research/teacher_labels.py with a stand-in for the teacher package (which is not a dependency):
 the age classes land on whole years, mirrored views are averaged, held-out CSVs are refused."""
 
 import csv
@@ -43,7 +43,7 @@ class FakeTeacher:
 
 
 def test_teacher_labels_tool_writes_what_training_reads(annotations, tmp_path):
-    tool = load_tool("teacher_labels")
+    tool = load_tool("research/teacher_labels")
     train = tmp_path / "aaf_train.csv"
     records = read_annotations(annotations / "aaf_train.csv")[:3]
     write_annotations(records, train)

@@ -51,7 +51,7 @@ def launch_one(config):
 
 
 def write_teacher_labels(path, records):
-    """Soft labels as tools/teacher_labels.py writes them (a made-up teacher: the run must use them,
+    """Soft labels as tools/research/teacher_labels.py writes them (a made-up teacher: the run must use them,
     not learn from them)."""
     import csv
 

@@ -1,4 +1,4 @@
-"""Teacher soft labels for knowledge distillation (written by ``tools/teacher_labels.py``).
+"""Teacher soft labels for knowledge distillation (written by ``tools/research/teacher_labels.py``).
 
 One CSV row per face: ``image,face_box,male_prob,age_probs`` where ``age_probs`` holds
 space-separated probabilities for ages 0, 1, 2, ... years. Rows are matched to annotation
@@ -63,7 +63,7 @@ def read_teacher_labels(path: str | Path) -> dict[tuple[str, tuple[int, ...]], T
 
 
 def read_teacher_embeddings(path: str | Path) -> dict[tuple[str, tuple[int, ...]], np.ndarray]:
-    """Face-recognition descriptors for feature distillation, as ``tools/probe_teacher.py`` caches
+    """Face-recognition descriptors for feature distillation, as ``tools/research/probe_teacher.py`` caches
     them: an ``.npz`` of ``image``, ``box`` (N, 4) and ``desc`` (N, 2, D), the descriptors of the
     face and of its mirror image. Keyed like teacher labels. Loaded without pickle."""
     with np.load(path, allow_pickle=False) as stored:

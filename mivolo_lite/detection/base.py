@@ -81,20 +81,3 @@ def all_faces_at_least(face_boxes, fraction: float, shape) -> bool:
     sides = torch.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
     return bool(sides.min() >= fraction * max(shape[:2]))
 
-
-def build_detector(spec=None, device: str = "cpu") -> Detector:
-    """``None``/``"opencv"`` -> the offline OpenCV detector; ``"yolo:<path or hub repo id>"`` (or a
-    path ending in ``.pt``) -> ultralytics YOLO; a :class:`Detector` instance is returned as is."""
-    if isinstance(spec, Detector):
-        return spec
-    if spec is None or spec == "opencv":
-        from .opencv_detector import OpenCVDetector
-
-        return OpenCVDetector()
-    if isinstance(spec, str):
-        if spec.startswith("yolo:"):
-            spec = spec[len("yolo:"):]
-        from .yolo_detector import YOLODetector
-
-        return YOLODetector(spec, device=device)
-    raise TypeError(f"detector must be None, 'opencv', 'yolo:<weights>' or a Detector, got {type(spec).__name__}")

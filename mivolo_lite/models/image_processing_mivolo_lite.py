@@ -17,6 +17,8 @@ import torch
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
 
+from .._image_io import as_rgb_array
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -60,31 +62,6 @@ def warp_square_crop(image: np.ndarray, box: Sequence[float], size: int, fill: S
         m = square_crop_matrix(box, size, **jitter)
     return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                           borderValue=tuple(float(v) for v in fill))
-
-
-def as_rgb_array(image) -> np.ndarray:
-    """PIL image or numpy array (HxW, HxWx1/3/4, uint8 or uint16) -> contiguous HxWx3 uint8 RGB."""
-    if hasattr(image, "convert") and not isinstance(image, np.ndarray):  # PIL.Image
-        from .._image_io import pil_to_rgb_array
-
-        return pil_to_rgb_array(image)
-    arr = np.asarray(image)
-    if arr.dtype == np.uint16:
-        arr = (arr >> 8).astype(np.uint8)
-    elif arr.dtype != np.uint8:
-        finite = arr[np.isfinite(arr)] if arr.dtype.kind == "f" else None
-        if finite is not None and finite.size and float(finite.max()) <= 1.0:  # 0..1 floats
-            arr = arr * 255.0
-        arr = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    elif arr.ndim == 3 and arr.shape[2] == 1:
-        arr = np.repeat(arr, 3, axis=2)
-    elif arr.ndim == 3 and arr.shape[2] == 4:
-        arr = arr[:, :, :3]
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ValueError(f"expected an RGB image array of shape (H, W, 3), got shape {arr.shape}")
-    return np.ascontiguousarray(arr)
 
 
 def align_crop_lists(faces: Sequence | None, bodies: Sequence | None) -> tuple[list, list]:

@@ -38,9 +38,9 @@ class DataSection:
     # weight each sample by (images of its person)^-power within its set, on top of the above:
     # 0 = off, 1 = every person counts once (PETA has up to 66 frames of one pedestrian)
     person_balance_power: float = 0.0
-    # knowledge distillation: soft labels of a teacher for training faces (tools/teacher_labels.py)
+    # knowledge distillation: soft labels of a teacher for training faces (tools/research/teacher_labels.py)
     teacher_labels: str | None = None
-    # feature distillation: face-recognition descriptors of the training faces (tools/probe_teacher.py
+    # feature distillation: face-recognition descriptors of the training faces (tools/research/probe_teacher.py
     # --cache); needs model.overrides.face_embedding_dim and optim.embedding_distill_weight
     teacher_embeddings: str | None = None
     # subtract the training faces' mean descriptor first (see data.teacher.centered_embeddings)

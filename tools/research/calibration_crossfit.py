@@ -3,7 +3,7 @@ pool the people of the given CSVs, and for each fold fit the calibration on the 
 (subsampled to the size of a real calibration set) and measure coverage on the fold; printed per
 CSV and per true-age group, for the intervals by true-age group (shipped) and by predicted-age band.
 
-    python tools/calibration_crossfit.py runs/lite/annotations/{utkface,aaf}_{calib,val}.csv \
+    python tools/research/calibration_crossfit.py runs/lite/annotations/{utkface,aaf}_{calib,val}.csv \
         --model mivolo_lite/pretrained/mivolo-lite-cpu --calib-size 711
 """
 

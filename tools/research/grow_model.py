@@ -7,8 +7,8 @@
 
 Train the result with ``model.init_from: <output>`` to use the added capacity or pixels.
 
-    python tools/grow_model.py mivolo_lite/pretrained/mivolo-lite-cpu --extra-trunk-blocks 2 --output runs/grown16_6
-    python tools/grow_model.py mivolo_lite/pretrained/mivolo-lite-cpu --image-size 128 --output runs/lite26_128
+    python tools/research/grow_model.py mivolo_lite/pretrained/mivolo-lite-cpu --extra-trunk-blocks 2 --output runs/grown16_6
+    python tools/research/grow_model.py mivolo_lite/pretrained/mivolo-lite-cpu --image-size 128 --output runs/lite26_128
 """
 
 import argparse
