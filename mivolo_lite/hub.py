@@ -119,3 +119,34 @@ def _not_found_message(name: str, error: Exception) -> str:
     return (f"cannot load a mivolo_lite model from {name!r}: it is not a local folder, and the Hugging Face Hub "
             f"has no such repo or could not be reached (offline mode or no network: the repo must already be in "
             f"the HF cache). Details: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+
+
+def add_to_hf_cache(folder: str | Path, repo_id: str, cache_dir: str | Path | None = None) -> Path:
+    """Put a saved model folder into the local Hugging Face cache as if ``repo_id`` had been
+    downloaded, so that ``AgePredictor.from_pretrained(repo_id)`` works offline
+    (``HF_HUB_OFFLINE=1``), e.g. on a machine that cannot reach the Hub. The layout is
+    huggingface_hub's: ``models--org--name/snapshots/<commit>/`` plus ``refs/main``; the commit
+    name is a hash of the files, so re-adding changed weights makes a new snapshot. Returns the
+    snapshot folder. ``cache_dir`` defaults to huggingface_hub's (``$HF_HUB_CACHE``)."""
+    import hashlib
+    import shutil
+
+    from huggingface_hub import constants
+
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    if not (folder / "config.json").exists() or not any(p.suffix == ".safetensors" for p in files):
+        raise ModelNotFoundError(f"{str(folder)!r} is not a saved mivolo_lite model (config.json + *.safetensors)")
+    digest = hashlib.sha1()
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    commit = digest.hexdigest()
+    repo_dir = Path(cache_dir or constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo_dir / "snapshots" / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        shutil.copy2(path, snapshot / path.name)
+    (repo_dir / "refs").mkdir(exist_ok=True)
+    (repo_dir / "refs" / "main").write_text(commit)
+    return snapshot

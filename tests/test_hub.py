@@ -42,18 +42,6 @@ def test_round_trip_through_a_local_folder_gives_identical_outputs(saved_model):
         assert torch.equal(model(**a).age_logits, loaded(**b).age_logits)
 
 
-def _fill_hf_cache(cache: Path, repo_id: str, folder: Path) -> None:
-    """Lay out files as huggingface_hub's cache does after a download."""
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    repo_dir = cache / f"models--{repo_id.replace('/', '--')}"
-    snap = repo_dir / "snapshots" / commit
-    snap.mkdir(parents=True)
-    for f in folder.iterdir():
-        (snap / f.name).write_bytes(f.read_bytes())
-    (repo_dir / "refs").mkdir()
-    (repo_dir / "refs" / "main").write_text(commit)
-
-
 SCRIPT = """
 import sys, torch
 from mivolo_lite import AgePredictor
@@ -76,7 +64,10 @@ def _run_offline(cache: Path, name: str):
 def test_hub_repo_id_resolves_from_prefilled_cache_offline(saved_model, tmp_path):
     model, processor, folder = saved_model
     cache = tmp_path / "hub"
-    _fill_hf_cache(cache, "someone/mivolo-lite-test", folder)
+    from mivolo_lite.hub import add_to_hf_cache
+
+    snapshot = add_to_hf_cache(folder, "someone/mivolo-lite-test", cache)
+    assert snapshot.parent.parent == cache / "models--someone--mivolo-lite-test"
     proc = _run_offline(cache, "someone/mivolo-lite-test")
     assert proc.returncode == 0, proc.stderr[-2000:]
     age = float(proc.stdout.split("AGE")[1])

@@ -8,6 +8,7 @@ import csv
 import os
 import pickle
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -379,7 +380,7 @@ def test_safetensors_win_over_a_pickle_in_the_same_folder(saved_tiny, tmp_path):
 
 
 def test_hub_repo_with_only_a_pickle_is_refused_offline(saved_tiny, tmp_path):
-    from test_hub import _fill_hf_cache, _run_offline
+    from test_hub import _run_offline
 
     _, folder = saved_tiny
     marker = tmp_path / "unpickled"
@@ -387,7 +388,11 @@ def test_hub_repo_with_only_a_pickle_is_refused_offline(saved_tiny, tmp_path):
     with open(folder / "pytorch_model.bin", "wb") as f:
         pickle.dump(_Payload(marker), f)
     cache = tmp_path / "hub"
-    _fill_hf_cache(cache, "someone/pickled-model", folder)
+    # what a download of a pickle-only repo leaves in the cache (add_to_hf_cache refuses such a folder)
+    snapshot = cache / "models--someone--pickled-model" / "snapshots" / ("0" * 40)
+    shutil.copytree(folder, snapshot)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
     proc = _run_offline(cache, "someone/pickled-model")
     assert proc.returncode == 3, proc.stdout + proc.stderr[-2000:]
     assert "has no model.safetensors" in proc.stdout and "safetensors only" in proc.stdout and not marker.exists()
