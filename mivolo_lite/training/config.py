@@ -12,8 +12,9 @@ import yaml
 class ModelSection:
     preset: str = "lite"
     overrides: dict = field(default_factory=dict)
-    # start from a saved model's weights (and architecture) instead of random ones, e.g. to go on
-    # training the shipped model with a new schedule; preset/overrides are then ignored
+    # start from a saved model's weights (and architecture) instead of random ones: a folder, a Hub
+    # id or a shipped model's name ("mobile", "lite"), e.g. to fine-tune the shipped model on your
+    # own data; preset is then ignored (overrides apply on top)
     init_from: str | None = None
     # a converted face-pretrained trunk (tools/convert_faceres.py) copied into both branches' token
     # stems of a fresh model (presets with backbone "mobilenet_v1"); ignored with init_from

@@ -33,7 +33,7 @@ from ..data.dataset import AgeDataset, EpochShuffleSampler
 from ..data.teacher import centered_embeddings, read_teacher_embeddings, read_teacher_labels, teacher_key
 from ..evaluation.inference import predict_batches
 from ..evaluation.metrics import summarize_predictions
-from ..hub import save_model
+from ..hub import resolve_model, save_model
 from ..models import MiVOLOLiteConfig, MiVOLOLiteImageProcessor, MiVOLOLiteModel
 from ..models.backbones import load_pretrained_backbone
 from .config import TrainConfig
@@ -153,7 +153,7 @@ def run_model_config(cfg: TrainConfig) -> MiVOLOLiteConfig:
     """The architecture a run trains: its starting model's (``model.init_from``, which may differ
     from any preset, e.g. a grown one) or else its preset with overrides."""
     if cfg.model.init_from:
-        model_cfg = MiVOLOLiteConfig.from_pretrained(cfg.model.init_from)
+        model_cfg = MiVOLOLiteConfig.from_pretrained(resolve_model(cfg.model.init_from))
         model_cfg.age_calibration = None  # a calibration belongs to the old weights
         for key, value in cfg.model.overrides.items():  # e.g. a head the start lacks
             setattr(model_cfg, key, value)
@@ -177,7 +177,7 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
     model_cfg = run_model_config(cfg)
     if cfg.model.init_from:
         # fp32 master weights whatever the start was stored in (the shipped model: fp16)
-        model = MiVOLOLiteModel.from_pretrained(cfg.model.init_from, config=model_cfg, use_safetensors=True,
+        model = MiVOLOLiteModel.from_pretrained(resolve_model(cfg.model.init_from), config=model_cfg, use_safetensors=True,
                                                 dtype=torch.float32)
     else:
         model = MiVOLOLiteModel(model_cfg)
