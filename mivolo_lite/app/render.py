@@ -1,0 +1,146 @@
+"""Turning results into what the page shows: tables, annotated images, summaries and a video
+that browsers play."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ._gradio import esc
+
+DECISION_COLORS = {"over": (40, 170, 60), "under": (220, 50, 40), "uncertain": (230, 160, 20)}
+
+
+def _fmt(x: float, digits: int = 1) -> float | None:
+    return round(float(x), digits) if x is not None and math.isfinite(float(x)) else None
+
+
+def persons_table(result, age_check: bool = False, threshold: float = 18, risk: float = 0.05):
+    """One row per person (left to right) as a pandas DataFrame."""
+    import pandas as pd
+
+    coverage = None
+    rows = []
+    for i, p in enumerate(result.persons):
+        coverage = coverage or p.coverage
+        lo, hi = p.age_interval if p.age_interval is not None else (float("nan"), float("nan"))
+        row = {"person": i + 1, "age": _fmt(p.age), "age interval": f"{lo:.0f}–{hi:.0f}", "gender": p.gender,
+               "gender score": _fmt(p.gender_score, 2),
+               "found by": "+".join(k for k, box in (("face", p.face_box), ("body", p.body_box)) if box is not None)}
+        if age_check:
+            d = p.check_age(threshold, risk)
+            row[f"P(age ≥ {threshold:g})"] = _fmt(d.prob_at_least, 3)
+            row["decision"] = d.decision
+        rows.append(row)
+    columns = ["person", "age", "age interval", "gender", "gender score", "found by"]
+    if age_check:
+        columns += [f"P(age ≥ {threshold:g})", "decision"]
+    df = pd.DataFrame(rows, columns=columns)
+    if coverage:
+        df = df.rename(columns={"age interval": f"age interval ({coverage:.0%})"})
+    return df
+
+
+def tracks_table(video):
+    """One row per tracked person of a :class:`~mivolo_lite.video.VideoResult`."""
+    import pandas as pd
+
+    rows = [t.to_dict() for t in sorted(video.tracks.values(), key=lambda t: t.track_id)]
+    columns = ["track_id", "frames", "age", "age_std", "gender", "gender_score"]
+    return pd.DataFrame(rows, columns=columns).rename(columns={"track_id": "person (track)", "age_std": "age spread",
+                                                               "gender_score": "gender score"})
+
+
+def annotate(result, decisions=None):
+    """``result.plot()`` plus, in age-check mode, a coloured over/under/? tag under each person."""
+    import cv2
+
+    canvas = result.plot()
+    if not decisions:
+        return canvas
+    h, w = canvas.shape[:2]
+    fs = max(0.4, 0.0007 * (h + w))
+    thick = max(1, round(0.001 * (h + w)))
+    for p, d in zip(result.persons, decisions):
+        text = {"over": f"{d.threshold:g}+ yes", "under": f"{d.threshold:g}+ no"}.get(d.decision, f"{d.threshold:g}+ ?")
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, fs, thick)
+        if p.body_box is not None:  # bottom-left inside the body box, away from the labels at the faces
+            x, y = p.body_box[0] + 2, p.body_box[3] - 2
+        else:  # just under the face box
+            x, y = p.face_box[0], p.face_box[3] + th + base + 2
+        x = int(min(max(0, x), max(0, w - tw - 2)))
+        y = int(min(max(th + base + 2, y), h - 1))
+        cv2.rectangle(canvas, (x, y - th - base - 2), (x + tw + 2, y), DECISION_COLORS[d.decision], -1)
+        cv2.putText(canvas, text, (x + 1, y - base), cv2.FONT_HERSHEY_SIMPLEX, fs, (255, 255, 255), thick,
+                    cv2.LINE_AA)
+    return canvas
+
+
+def photo_summary(result, predictor, model_label: str, detector_label: str, decisions, seconds: float) -> str:
+    n = len(result.persons)
+    lines = [f"**{n} person{'s' if n != 1 else ''} found** in {seconds:.1f} s · model: {model_label} · "
+             f"detector: {detector_label}"]
+    if n == 0:
+        lines.append("No face or body was detected. The built-in OpenCV detector needs fairly frontal faces or "
+                     "upright full bodies; try another photo or a YOLO detector.")
+    if decisions:
+        counts = {k: sum(d.decision == k for d in decisions) for k in ("over", "under", "uncertain")}
+        d0 = decisions[0]
+        lines.append(f"Age check at {d0.threshold:g} (accepted risk {d0.risk:g}): {counts['over']} over, "
+                     f"{counts['under']} under, {counts['uncertain']} uncertain.")
+    if not predictor.is_calibrated:
+        lines.append("_This model has no interval calibration: the intervals and age-check probabilities assume "
+                     "Gaussian errors._")
+    return "\n\n".join(lines)
+
+
+def video_summary(video, video_path, playable, model_label: str, detector_label: str, seconds: float) -> str:
+    n_det = sum(len(f.persons) for f in video.frames)
+    summary = (f"**{len(video.frames)} frame(s) analysed** in {seconds:.1f} s · "
+               f"{len(video.tracks)} tracked person(s), {n_det} detection(s) · model: {model_label} · "
+               f"detector: {detector_label}")
+    if video.error:
+        warning = video.error.replace(str(video_path), Path(video_path).name)
+        summary += f"\n\n_Warning: {esc(warning)}_"
+    if playable is not None and playable.suffix != ".webm":
+        summary += "\n\n_This OpenCV has no WebM encoder: the video is mp4v, which browsers may not play; " \
+                   "download it instead._"
+    return summary
+
+
+def browser_video(src: str | Path) -> Path:
+    """Re-encode OpenCV's mp4v output as VP8 (or VP9) WebM, which browsers play; OpenCV's wheel
+    bundles FFmpeg with libvpx, so this needs no ffmpeg binary. Returns ``src`` unchanged when no
+    WebM writer is available (the file still downloads)."""
+    import cv2
+
+    src = Path(src)
+    cap = cv2.VideoCapture(str(src))
+    try:
+        ok, frame = cap.read()
+        if not ok:
+            return src
+        fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+        h, w = frame.shape[:2]
+        dst = src.with_suffix(".webm")
+        writer = None
+        for code in ("VP80", "VP90"):
+            writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*code), fps, (w, h))
+            if writer.isOpened():
+                break
+            writer.release()
+            writer = None
+        if writer is None:
+            return src
+        try:
+            while ok:
+                writer.write(frame)
+                ok, frame = cap.read()
+        finally:
+            writer.release()
+    finally:
+        cap.release()
+    if not dst.exists() or dst.stat().st_size == 0:
+        return src
+    src.unlink(missing_ok=True)
+    return dst
