@@ -28,8 +28,10 @@ class DemoCallbacks:
     ``time_limit_s``: the longest a request may run; ``work_dir``: where annotated videos are
     written before Gradio caches them."""
 
-    def __init__(self, pool, max_pixels: int | None, time_limit_s: float | None, work_dir: Path):
-        self.pool, self.max_pixels, self.time_limit_s, self.work_dir = pool, max_pixels, time_limit_s, work_dir
+    def __init__(self, pool, max_pixels: int | None, max_upload_mb: float | None, time_limit_s: float | None,
+                 work_dir: Path):
+        self.pool, self.max_pixels, self.max_upload_mb = pool, max_pixels, max_upload_mb
+        self.time_limit_s, self.work_dir = time_limit_s, work_dir
 
     def _predictor(self, model_label, detector_label):
         try:
@@ -50,16 +52,17 @@ class DemoCallbacks:
         summary = photo_summary(result, predictor, model_label, detector_label, decisions, seconds)
         return annotate(result, decisions), table, summary
 
-    def analyze(self, image_path, model_label, detector_label, age_check, threshold, risk):
-        """The photo: annotated image, persons table, summary, and the state for :meth:`recheck`."""
+    def analyze(self, upload, model_label, detector_label, age_check, threshold, risk):
+        """The photo (see :func:`~.uploads.read_upload` for ``upload``): annotated image, persons
+        table, summary, and the state for :meth:`recheck`."""
         from .._image_io import ImageLoadError
 
-        if image_path is None:
+        if upload is None:
             raise user_error("Upload a photo (or take one with the webcam) first.", title="No image")
         start = time.perf_counter()
         predictor = self._predictor(model_label, detector_label)
         try:
-            image = read_upload(image_path, self.max_pixels)
+            image = read_upload(upload, self.max_pixels, self.max_upload_mb)
         except ImageLoadError as e:
             raise user_error(f"Cannot read the uploaded image: {esc(e.reason)}", "Bad image") from None
         self._within_time_limit(start, "reading the image")

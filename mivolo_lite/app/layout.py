@@ -11,7 +11,7 @@ from typing import Iterable
 from ._gradio import import_gradio
 from .callbacks import DemoCallbacks
 from .pool import OPENCV_LABEL, PredictorPool, available_detectors, available_models
-from .uploads import defer_decoding
+from .render import persons_table, tracks_table
 
 DEFAULT_MAX_UPLOAD_MB = 25.0
 DEFAULT_CONCURRENCY = 2
@@ -67,7 +67,7 @@ def build_app(models: Iterable[str | Path] | str | Path | None = None,
         pool.get(first_model, OPENCV_LABEL)
     pixel_limit = max_pixels or MAX_IMAGE_PIXELS
     work_dir = Path(tempfile.mkdtemp(prefix="mivolo_demo_"))  # annotated videos before Gradio caches them
-    callbacks = DemoCallbacks(pool, max_pixels, time_limit_s, work_dir)
+    callbacks = DemoCallbacks(pool, max_pixels, max_upload_mb, time_limit_s, work_dir)
 
     def analyze_video(video_path, model_label, detector_label, stride, max_frames,
                       progress=gr.Progress(track_tqdm=True)):  # Gradio finds the progress bar by this default
@@ -88,7 +88,6 @@ def build_app(models: Iterable[str | Path] | str | Path | None = None,
                 with gr.Column():
                     image_in = gr.Image(type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
                                         label="Photo", elem_id="input-image")
-                    defer_decoding(gr, image_in, max_upload_mb)
                     age_check = gr.Checkbox(False, label="Age check: is each person at least the threshold age?",
                                             elem_id="age-check")
                     with gr.Row():
@@ -106,7 +105,9 @@ def build_app(models: Iterable[str | Path] | str | Path | None = None,
                     image_out = gr.Image(type="numpy", format="jpeg", label="Annotated", interactive=False,
                                          elem_id="output-image")
                     summary_out = gr.Markdown(elem_id="summary")
-            table_out = gr.Dataframe(label="Persons", interactive=False, elem_id="persons-table", wrap=True)
+            # column names from the start ("1 2 3" otherwise)
+            table_out = gr.Dataframe(persons_table(), label="Persons", interactive=False, elem_id="persons-table",
+                                     wrap=True)
         with gr.Tab("Video", elem_id="video-tab"):
             with gr.Row():
                 with gr.Column():
@@ -119,20 +120,23 @@ def build_app(models: Iterable[str | Path] | str | Path | None = None,
                 with gr.Column():
                     video_out = gr.Video(label="Annotated video", interactive=False, elem_id="output-video")
                     video_summary = gr.Markdown(elem_id="video-summary")
-            tracks_out = gr.Dataframe(label="Tracked persons (age averaged over frames)", interactive=False,
-                                      elem_id="tracks-table")
+            tracks_out = gr.Dataframe(tracks_table(), label="Tracked persons (age averaged over frames)",
+                                      interactive=False, elem_id="tracks-table")
 
         last = gr.State(None)  # per browser session: the last photo result, for live age-check changes
         photo_outputs = [image_out, table_out, summary_out]
+        # preprocess=False: the photo reaches read_upload undecoded, for a clear message on every bad
+        # upload and the pixel limit checked before decoding (see read_upload)
         run_btn.click(callbacks.analyze, [image_in, model_dd, detector_dd, age_check, threshold, risk],
                       [*photo_outputs, last], api_name="predict", concurrency_limit=concurrency,
-                      concurrency_id="photo")
+                      concurrency_id="photo", preprocess=False)
         for control in (age_check, threshold, risk):
             control.change(callbacks.recheck, [last, age_check, threshold, risk], photo_outputs, api_name=False,
                            trigger_mode="always_last", show_progress="hidden", queue=False)
         # a new photo (or none) makes the shown result stale: clear it, so that an error for the new
         # upload is not shown next to the previous photo's persons
-        image_in.change(lambda: (None, None, "", None), None, [*photo_outputs, last], api_name=False, queue=False)
+        image_in.change(lambda: (None, persons_table(), "", None), None, [*photo_outputs, last], api_name=False,
+                        queue=False)
         video_btn.click(analyze_video, [video_in, model_dd, detector_dd, stride, max_frames],
                         [video_out, tracks_out, video_summary], api_name="predict_video", concurrency_limit=1,
                         concurrency_id="video")

@@ -15,14 +15,19 @@ def _fmt(x: float, digits: int = 1) -> float | None:
     return round(float(x), digits) if x is not None and math.isfinite(float(x)) else None
 
 
-def persons_table(result, age_check: bool = False, threshold: float = 18, risk: float = 0.05):
-    """One row per person (left to right) as a pandas DataFrame."""
+PERSON_COLUMNS = ["person", "age", "age interval", "gender", "gender score", "found by"]
+TRACK_COLUMNS = {"track_id": "person (track)", "frames": "frames", "age": "age", "age_std": "age spread",
+                 "gender": "gender", "gender_score": "gender score"}
+
+
+def persons_table(result=None, age_check: bool = False, threshold: float = 18, risk: float = 0.05):
+    """One row per person (left to right) as a pandas DataFrame; no rows but the column names
+    for ``result=None`` (what the page shows before the first photo)."""
     import pandas as pd
 
-    coverage = None
+    persons = result.persons if result is not None else []
     rows = []
-    for i, p in enumerate(result.persons):
-        coverage = coverage or p.coverage
+    for i, p in enumerate(persons):
         lo, hi = p.age_interval if p.age_interval is not None else (float("nan"), float("nan"))
         row = {"person": i + 1, "age": _fmt(p.age), "age interval": f"{lo:.0f}–{hi:.0f}", "gender": p.gender,
                "gender score": _fmt(p.gender_score, 2),
@@ -32,23 +37,23 @@ def persons_table(result, age_check: bool = False, threshold: float = 18, risk: 
             row[f"P(age ≥ {threshold:g})"] = _fmt(d.prob_at_least, 3)
             row["decision"] = d.decision
         rows.append(row)
-    columns = ["person", "age", "age interval", "gender", "gender score", "found by"]
-    if age_check:
-        columns += [f"P(age ≥ {threshold:g})", "decision"]
+    columns = PERSON_COLUMNS + ([f"P(age ≥ {threshold:g})", "decision"] if age_check else [])
     df = pd.DataFrame(rows, columns=columns)
+    coverage = next((p.coverage for p in persons if p.coverage), None)
     if coverage:
         df = df.rename(columns={"age interval": f"age interval ({coverage:.0%})"})
     return df
 
 
-def tracks_table(video):
-    """One row per tracked person of a :class:`~mivolo_lite.video.VideoResult`."""
+def tracks_table(video=None):
+    """One row per tracked person of a :class:`~mivolo_lite.video.VideoResult` (ages to 0.1
+    year, scores to 0.01); no rows but the column names for ``video=None``."""
     import pandas as pd
 
-    rows = [t.to_dict() for t in sorted(video.tracks.values(), key=lambda t: t.track_id)]
-    columns = ["track_id", "frames", "age", "age_std", "gender", "gender_score"]
-    return pd.DataFrame(rows, columns=columns).rename(columns={"track_id": "person (track)", "age_std": "age spread",
-                                                               "gender_score": "gender score"})
+    tracks = sorted(video.tracks.values(), key=lambda t: t.track_id) if video is not None else []
+    rows = [{"track_id": t.track_id, "frames": t.frames, "age": _fmt(t.age), "age_std": _fmt(t.age_std),
+             "gender": t.gender, "gender_score": _fmt(t.gender_score, 2)} for t in tracks]
+    return pd.DataFrame(rows, columns=list(TRACK_COLUMNS)).rename(columns=TRACK_COLUMNS)
 
 
 def annotate(result, decisions=None):

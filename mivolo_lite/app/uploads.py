@@ -4,9 +4,6 @@ before its pixel count is checked."""
 
 from __future__ import annotations
 
-from ._gradio import esc, user_error
-
-
 def _data_url_bytes(url: str, max_bytes: int | None) -> bytes:
     """The bytes of a ``data:`` URL (how an API client may send an image inline), refused above
     the upload limit before decoding, as a file upload would be."""
@@ -25,48 +22,35 @@ def _data_url_bytes(url: str, max_bytes: int | None) -> bytes:
         raise ImageLoadError("<inline image>", f"the data URL is not valid base64 ({e})") from None
 
 
-def defer_decoding(gr, component, max_upload_mb: float | None = None) -> None:
-    """Make ``component`` (a ``gr.Image(type="filepath")``) hand over the uploaded file's path
-    (or, for an inline ``data:`` URL, its bytes) without opening it, so that every bad upload (not
-    an image, truncated, a decompression bomb) reaches :func:`~mivolo_lite.load_image` and gets
-    its clear message in the page, instead of a generic preprocessing error from PIL, and so that
-    no image is decoded before its pixel count is checked. (An instance attribute, not a
-    subclass: Gradio writes a ``.pyi`` file next to the module of every Component subclass.)"""
-    from .._image_io import ImageLoadError
+def read_upload(upload, max_pixels: int | None = None, max_upload_mb: float | None = None):
+    """The RGB array of an upload as the photo event receives it, unprocessed by Gradio
+    (``preprocess=False``): Gradio's file payload (a dict; Gradio has already checked that its
+    ``path`` is an upload in its cache) or an inline ``data:`` URL; a path or bytes when called
+    from Python. Every failure (not an image, truncated, a decompression bomb, over the pixel
+    limit) is an ``ImageLoadError`` with its reason, and nothing is decoded before its pixel count
+    is checked.
 
-    original = component.preprocess
-    max_bytes = int(max_upload_mb * 2**20) if max_upload_mb else None
-
-    def preprocess(payload):
-        url = str(getattr(payload, "url", None) or "")
-        if payload is not None and url.startswith("data:"):
-            try:
-                return _data_url_bytes(url, max_bytes)
-            except ImageLoadError as e:
-                raise user_error(f"Cannot read the uploaded image: {esc(e.reason)}", "Bad image") from None
-        if payload is not None and getattr(payload, "path", None):
-            return str(payload.path)  # already checked by Gradio to be an upload in its cache
-        try:
-            return original(payload)
-        except gr.Error:
-            raise
-        except Exception as e:  # noqa: BLE001 - e.g. a webcam frame that does not decode
-            raise user_error(esc(f"Cannot read the image: {type(e).__name__}: {e}"), title="Bad image") from None
-
-    component.preprocess = preprocess
-
-
-def read_upload(path, max_pixels):
-    """``load_image`` with every failure as ``ImageLoadError``."""
+    Why unprocessed: Gradio's own preprocessing opens the image with PIL, whose ``Image.open``
+    ultralytics has patched to import pi-heif for unknown files, and a component replaced in the
+    session (loading an example does that) is preprocessed by Gradio's class, whatever was set on
+    the instance: a non-image then got Gradio's raw "Could not preprocess input component" error."""
     from .._image_io import ImageLoadError, load_image
 
+    if isinstance(upload, dict):
+        url = str(upload.get("url") or "")
+        if url.startswith("data:"):
+            upload = _data_url_bytes(url, int(max_upload_mb * 2**20) if max_upload_mb else None)
+        elif upload.get("path"):
+            upload = str(upload["path"])
+        else:
+            raise ImageLoadError("<upload>", "the upload holds neither a file nor an inline image")
     try:
-        return load_image(path, max_pixels)
+        return load_image(upload, max_pixels)
     except ImageLoadError:
         raise
     except ImportError:
         # ultralytics patches PIL.Image.open to import pi-heif for files PIL cannot identify; without
         # pi-heif that surfaces as ImportError instead of "unrecognised format"
-        raise ImageLoadError(path, "not an image file (unrecognised format)") from None
+        raise ImageLoadError(upload, "not an image file (unrecognised format)") from None
     except Exception as e:  # noqa: BLE001
-        raise ImageLoadError(path, f"the file could not be decoded ({type(e).__name__}: {e})") from None
+        raise ImageLoadError(upload, f"the file could not be decoded ({type(e).__name__}: {e})") from None
