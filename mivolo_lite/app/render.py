@@ -57,28 +57,12 @@ def tracks_table(video=None):
 
 
 def annotate(result, decisions=None):
-    """``result.plot()`` plus, in age-check mode, a coloured over/under/? tag under each person."""
-    import cv2
-
-    canvas = result.plot()
+    """``result.plot()`` with, in age-check mode, each person's decision (over / under / ?) in
+    its colour at the end of the person's label."""
     if not decisions:
-        return canvas
-    h, w = canvas.shape[:2]
-    fs = max(0.4, 0.0007 * (h + w))
-    thick = max(1, round(0.001 * (h + w)))
-    for p, d in zip(result.persons, decisions):
-        text = {"over": f"{d.threshold:g}+ yes", "under": f"{d.threshold:g}+ no"}.get(d.decision, f"{d.threshold:g}+ ?")
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, fs, thick)
-        if p.body_box is not None:  # bottom-left inside the body box, away from the labels at the faces
-            x, y = p.body_box[0] + 2, p.body_box[3] - 2
-        else:  # just under the face box
-            x, y = p.face_box[0], p.face_box[3] + th + base + 2
-        x = int(min(max(0, x), max(0, w - tw - 2)))
-        y = int(min(max(th + base + 2, y), h - 1))
-        cv2.rectangle(canvas, (x, y - th - base - 2), (x + tw + 2, y), DECISION_COLORS[d.decision], -1)
-        cv2.putText(canvas, text, (x + 1, y - base), cv2.FONT_HERSHEY_SIMPLEX, fs, (255, 255, 255), thick,
-                    cv2.LINE_AA)
-    return canvas
+        return result.plot()
+    texts = {"over": "{:g}+ yes", "under": "{:g}+ no", "uncertain": "{:g}+ ?"}
+    return result.plot(tags=[(texts[d.decision].format(d.threshold), DECISION_COLORS[d.decision]) for d in decisions])
 
 
 def photo_summary(result, predictor, model_label: str, detector_label: str, decisions, seconds: float) -> str:
