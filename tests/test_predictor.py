@@ -193,6 +193,28 @@ def test_video_tracks_people_and_smooths_age(predictor, tmp_path):
     assert longest.frames >= 4 and 0 <= longest.age <= 100
     cap = cv2.VideoCapture(str(out))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
+    # VP9 in MP4, which browsers play (mp4v plays in none; Chromium: tests/test_demo.py)
+    assert int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little") == b"VP90" and result.output == str(out)
+
+    # ultralytics-style exports: per person per frame, per track, and JSON
+    frames = result.to_df()
+    assert len(frames) == sum(len(f.persons) for f in result.frames) and {"frame", "track_id", "age"} <= set(frames)
+    tracks = result.to_df(tracks=True)
+    assert sorted(tracks["track_id"]) == sorted(result.tracks) and (tracks["frames"] >= 1).all()
+    exported = json.loads(result.to_json())
+    assert len(exported["frames"]) == 8 and len(exported["tracks"]) == len(result.tracks)
+    assert exported["tracks"][0]["age_interval"][0] <= exported["tracks"][0]["age"] <= exported["tracks"][0]["age_interval"][1]
+
+
+def test_predict_video_shows_its_options():
+    """They were hidden behind ``**kwargs`` (help() showed nothing to pass)."""
+    import inspect
+
+    from mivolo_lite import AgePredictor
+
+    options = list(inspect.signature(AgePredictor.predict_video).parameters)
+    assert options == ["self", "path", "output", "stride", "max_frames", "progress", "max_seconds"]
+    assert "stride" in AgePredictor.predict_video.__doc__ and "browsers play" in AgePredictor.predict_video.__doc__
 
 
 def test_undecodable_video_is_reported_not_raised(predictor, tmp_path):

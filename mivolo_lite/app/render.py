@@ -98,10 +98,13 @@ def video_summary(video, video_path, playable, model_label: str, detector_label:
 
 
 def browser_video(src: str | Path) -> Path:
-    """Re-encode OpenCV's mp4v output as VP8 (or VP9) WebM, which browsers play; OpenCV's wheel
-    bundles FFmpeg with libvpx, so this needs no ffmpeg binary. Returns ``src`` unchanged when no
-    WebM writer is available (the file still downloads)."""
+    """Re-encode a video that browsers may not play (OpenCV's mp4v) as VP8 (or VP9) WebM, which
+    they do; OpenCV's wheel bundles FFmpeg with libvpx, so this needs no ffmpeg binary. Returns
+    ``src`` unchanged when no WebM writer is available (the file still downloads). The demo
+    itself writes WebM directly (:meth:`~mivolo_lite.AgePredictor.predict_video`)."""
     import cv2
+
+    from ..video import open_video_writer
 
     src = Path(src)
     cap = cv2.VideoCapture(str(src))
@@ -109,17 +112,10 @@ def browser_video(src: str | Path) -> Path:
         ok, frame = cap.read()
         if not ok:
             return src
-        fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-        h, w = frame.shape[:2]
-        dst = src.with_suffix(".webm")
-        writer = None
-        for code in ("VP80", "VP90"):
-            writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*code), fps, (w, h))
-            if writer.isOpened():
-                break
-            writer.release()
-            writer = None
-        if writer is None:
+        try:
+            writer, dst = open_video_writer(src.with_suffix(".webm"), cap.get(cv2.CAP_PROP_FPS) or 25.0,
+                                            (frame.shape[1], frame.shape[0]), fallback=False)
+        except OSError:
             return src
         try:
             while ok:
