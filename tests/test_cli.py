@@ -43,3 +43,26 @@ def test_predict_prints_the_coverage_asked_and_keeps_same_named_images(tmp_path,
     printed = capsys.readouterr().out
     assert "(50% " in printed and "(90% " not in printed
     assert (out / "annotated" / "a" / "img.jpg").exists() and (out / "annotated" / "b" / "img.jpg").exists()
+
+
+def test_predict_counts_a_video_once_and_its_people_per_track(tmp_path, assets, capsys):
+    """A 6-frame clip of the two people in zidane.jpg and the photo itself: the video counts as
+    one input that is ok, its people once per track (not once per frame), and --show 2 shows
+    both inputs (it used to show the first two video frames only)."""
+    import re
+
+    from conftest import write_clip
+
+    (tmp_path / "in").mkdir()
+    write_clip(tmp_path / "in" / "clip.mp4", frames=6, shift=4)
+    (tmp_path / "in" / "zidane.jpg").write_bytes((assets / "zidane.jpg").read_bytes())
+    out = tmp_path / "out"
+    assert main(["predict", str(tmp_path / "in"), "-o", str(out), "--show", "2", "--backend", "torch"]) == 0
+    printed = capsys.readouterr().out
+    summary = re.search(r"2 input\(s\): 1 image\(s\) and 1 video\(s\) ok, 0 failed, (\d+) person\(s\) found", printed)
+    assert summary, printed
+    tracks = re.findall(r"clip\.mp4: track \d+: age [\d.]+ \(90% \d+-\d+\), (?:male|female) \([\d.]+\), \d frame\(s\)",
+                        printed)
+    persons = re.findall(r"zidane\.jpg: person \d+: age", printed)
+    assert tracks and persons and len(tracks) <= 4, printed  # two people, not one per frame (up to 12)
+    assert int(summary.group(1)) == len(tracks) + len(persons)
