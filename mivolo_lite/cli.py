@@ -221,10 +221,19 @@ def cmd_calibrate(args) -> int:
         return 2
     table = calibrate_model(args.model, args.annotations, output=args.output, device=args.device,
                             batch_size=args.batch_size, limit=args.limit, weights_dtype=args.weights_dtype)
+    target = Path(args.output or args.model)
     groups = table.get("true_age_groups", {})
-    print(json.dumps({"age_check": table["method"], "band_edges": table["band_edges"], "band_counts": table["counts"],
-                      "intervals": table.get("interval_method", table["method"]), "true_age_groups": groups.get("groups"),
-                      "group_counts": groups.get("counts"), "fitted_on": table["fitted_on"]}, indent=1))
+    summary = {"age_check": table["method"], "band_edges": table["band_edges"], "band_counts": table["counts"],
+               "intervals": table.get("interval_method", table["method"]), "true_age_groups": groups.get("groups"),
+               "group_counts": groups.get("counts"), "fitted_on": table["fitted_on"]}
+    summary_file = Path(args.json) if args.json else target / "calibration_summary.json"
+    summary_file.parent.mkdir(parents=True, exist_ok=True)
+    summary_file.write_text(json.dumps(summary, indent=1))
+    intervals = (f"{summary['intervals']} in {len(groups['groups'])} true-age groups" if groups.get("groups")
+                 else f"{summary['intervals']} in the age bands")
+    print(f"calibrated on {sum(table['counts'])} faces of {table['fitted_on']}: age check {table['method']} in "
+          f"{len(table['counts'])} predicted-age bands; intervals {intervals}")
+    print(f"calibrated model saved in {target}; bands, groups and counts in {summary_file}")
     return 0
 
 
@@ -303,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, help="folder to save the calibrated model (default: in place)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--json", default=None,
+                   help="write the calibration's bands, groups and counts to this JSON file "
+                        "(default: calibration_summary.json in the calibrated model's folder)")
     p.add_argument("--weights-dtype", choices=WEIGHT_DTYPES, default="float32",
                    help="store the weights in this dtype (float16: half the file; the model still runs in fp32)")
     p.set_defaults(func=cmd_calibrate)

@@ -66,3 +66,28 @@ def test_predict_counts_a_video_once_and_its_people_per_track(tmp_path, assets, 
     persons = re.findall(r"zidane\.jpg: person \d+: age", printed)
     assert tracks and persons and len(tracks) <= 4, printed  # two people, not one per frame (up to 12)
     assert int(summary.group(1)) == len(tracks) + len(persons)
+
+
+def test_calibrate_prints_a_short_summary_and_writes_the_figures_to_json(tiny_model, annotations, tmp_path, capsys):
+    """It printed about 60 lines of JSON."""
+    import json
+
+    from mivolo_lite.models import MiVOLOLiteImageProcessor
+
+    model_dir, calibrated = tmp_path / "model", tmp_path / "calibrated"
+    tiny_model.save_pretrained(model_dir)
+    MiVOLOLiteImageProcessor(size=tiny_model.config.image_size).save_pretrained(model_dir)
+    assert main(["calibrate", str(annotations / "utkface_calib.csv"), "--model", str(model_dir),
+                 "--output", str(calibrated), "--limit", "60"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 2, printed
+    assert printed[0].startswith("calibrated on 60 faces of utkface_calib.csv: ")
+    summary = calibrated / "calibration_summary.json"
+    assert str(summary) in printed[1]
+    figures = json.loads(summary.read_text())
+    assert sum(figures["band_counts"]) == 60 and figures["fitted_on"] == "utkface_calib.csv"
+
+    elsewhere = tmp_path / "reports" / "calibration.json"
+    assert main(["calibrate", str(annotations / "utkface_calib.csv"), "--model", str(model_dir),
+                 "--output", str(calibrated), "--limit", "60", "--json", str(elsewhere)]) == 0
+    assert json.loads(elsewhere.read_text()) == figures
