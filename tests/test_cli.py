@@ -91,3 +91,21 @@ def test_calibrate_prints_a_short_summary_and_writes_the_figures_to_json(tiny_mo
     assert main(["calibrate", str(annotations / "utkface_calib.csv"), "--model", str(model_dir),
                  "--output", str(calibrated), "--limit", "60", "--json", str(elsewhere)]) == 0
     assert json.loads(elsewhere.read_text()) == figures
+
+
+def test_predict_quiet_prints_only_its_summary_even_on_a_first_run(tmp_path, assets):
+    """On a machine where ultralytics has never run, its first import printed three lines on
+    stdout ("Creating new Ultralytics Settings v... file ✅ ...") in the middle of --quiet."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "fresh_config"), "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "mivolo_lite.cli", "predict", str(assets / "bus.jpg"),
+                           "-o", str(tmp_path / "out"), "--quiet"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "fresh_config").exists()  # ultralytics did run, with a settings file of its own
+    assert proc.stdout.splitlines() == [next(line for line in proc.stdout.splitlines() if "input(s)" in line)], proc.stdout
+    assert proc.stderr == ""

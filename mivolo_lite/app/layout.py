@@ -23,7 +23,10 @@ TITLE = "mivolo-lite: age & gender estimation"
 
 
 def _example_images() -> list[str]:
+    from .._ultralytics import ultralytics_offline
+
     try:
+        ultralytics_offline()
         from ultralytics.utils import ASSETS
     except Exception:  # noqa: BLE001 - examples are optional
         return []
