@@ -439,12 +439,11 @@ def test_browser_broken_upload_shows_an_error_and_the_app_keeps_serving(page, zi
     assert page.outside_requests == [], "the page contacted other hosts"
 
 
-def test_browser_plays_the_annotated_video(page, server, annotated_video):
-    """Chromium decodes the annotated video as the server serves it (codec and container)."""
-    video = annotated_video[0]
-    tab = page.context.browser.new_page()
+def _assert_chromium_plays(browser, load) -> None:
+    """Chromium decodes the 640x360 ``<video id="v">`` that ``load(tab)`` puts in a new tab."""
+    tab = browser.new_page()
     try:
-        tab.set_content(f'<video id="v" src="{server.url}/gradio_api/file={video}" muted preload="auto"></video>')
+        load(tab)
         state = tab.wait_for_function(
             """() => { const v = document.getElementById('v');
                        if (v.error) return {error: v.error.code};
@@ -454,6 +453,26 @@ def test_browser_plays_the_annotated_video(page, server, annotated_video):
         tab.close()
     assert info.get("error") is None, f"Chromium cannot play the video (MediaError {info.get('error')})"
     assert (info["w"], info["h"]) == (640, 360) and info["d"] > 0
+
+
+def test_browser_plays_the_annotated_video(browser, server, annotated_video):
+    """Chromium decodes the annotated video as the server serves it (codec and container)."""
+    video = annotated_video[0]
+    _assert_chromium_plays(browser, lambda tab: tab.set_content(
+        f'<video id="v" src="{server.url}/gradio_api/file={video}" muted preload="auto"></video>'))
+
+
+def test_browser_plays_the_annotated_video_of_the_command_line(browser, tmp_path):
+    """``mivolo-lite predict clip.mp4 --save-images`` writes an .mp4 that Chromium plays (VP9 in
+    MP4; it was mp4v, which no browser plays)."""
+    from mivolo_lite.cli import main
+
+    clip = _write_clip(tmp_path / "clip.mp4")
+    assert main(["predict", str(clip), "-o", str(tmp_path / "out"), "--save-images", "--quiet"]) == 0
+    page = tmp_path / "play.html"
+    video = tmp_path / "out" / "annotated" / "clip.mp4"
+    page.write_text(f'<video id="v" src="{video.as_uri()}" muted preload="auto"></video>')
+    _assert_chromium_plays(browser, lambda tab: tab.goto(page.as_uri()))
 
 
 def test_browser_good_then_bad_then_good_uploads_after_an_example(fresh_page, bus, zidane, tmp_path):
@@ -509,26 +528,3 @@ def test_browser_video_tab_shows_tracks_rounded_like_the_photo_table(fresh_page,
             assert len(text.partition(".")[2]) <= decimals, (column, text, record)
     page.screenshot(path=str(ARTIFACTS / "demo_video.png"), full_page=True)
 
-
-def test_browser_plays_the_annotated_video_of_the_command_line(browser, tmp_path):
-    """``mivolo-lite predict clip.mp4 --save-images`` writes an .mp4 that Chromium plays (VP9 in
-    MP4; it was mp4v, which no browser plays)."""
-    from mivolo_lite.cli import main
-
-    clip = _write_clip(tmp_path / "clip.mp4")
-    assert main(["predict", str(clip), "-o", str(tmp_path / "out"), "--save-images", "--quiet"]) == 0
-    video = tmp_path / "out" / "annotated" / "clip.mp4"
-    page = tmp_path / "play.html"
-    page.write_text(f'<video id="v" src="{video.as_uri()}" muted preload="auto"></video>')
-    tab = browser.new_page()
-    try:
-        tab.goto(page.as_uri())
-        state = tab.wait_for_function(
-            """() => { const v = document.getElementById('v');
-                       if (v.error) return {error: v.error.code};
-                       return v.readyState >= 2 && {w: v.videoWidth, h: v.videoHeight, d: v.duration}; }""")
-        info = state.json_value()
-    finally:
-        tab.close()
-    assert info.get("error") is None, f"Chromium cannot play the video (MediaError {info.get('error')})"
-    assert (info["w"], info["h"]) == (640, 360) and info["d"] > 0
