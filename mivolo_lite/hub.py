@@ -121,7 +121,7 @@ def load_model_and_processor(name_or_path: str | Path | None, revision: str | No
             raise ModelNotFoundError(f"{resolved!r} holds only pickle weights (.bin/.pt); {PICKLE_REFUSED}")
         raise ModelNotFoundError(f"{resolved!r} has no model.safetensors")
     unreachable = None
-    if not path.exists() and not hub_kwargs.get("local_files_only"):  # a Hub repo id
+    if not path.exists() and not hub_kwargs.get("local_files_only") and _is_repo_id(resolved):
         unreachable = hub_unreachable_reason()
         hub_kwargs["local_files_only"] = unreachable is not None
     try:
@@ -138,6 +138,19 @@ def load_model_and_processor(name_or_path: str | Path | None, revision: str | No
             raise ModelNotFoundError(f"{resolved!r} has no model.safetensors; {PICKLE_REFUSED}") from None
         raise ModelNotFoundError(_not_found_message(resolved, e, unreachable)) from None
     return model, processor
+
+
+def _is_repo_id(name: str) -> bool:
+    """Could ``name`` be a Hub repo id? (A missing folder such as ``runs/lite/best`` cannot: no
+    network probe for it.)"""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
 
 
 def _not_found_message(name: str, error: Exception, unreachable: str | None = None) -> str:
