@@ -70,6 +70,56 @@ def _report_skipped(skipped: list[str]) -> None:
               f"were not read: {names}", file=sys.stderr)
 
 
+def _person_line(source: str, what: str, p) -> str:
+    """``p``: a person's or a track's ``to_dict()``."""
+    lo, hi = p["age_interval"]
+    return (f"{source}: {what}: age {p['age']:.1f} ({p['coverage']:.0%} {lo:.0f}-{hi:.0f}), {p['gender']} "
+            f"({p['gender_score']:.2f})")
+
+
+class _PredictionLog:
+    """What ``predict`` writes and says: CSV rows and JSON records (per image, per video frame),
+    counts (a video counts once, its people once per track) and, per input, the lines shown."""
+
+    def __init__(self):
+        self.rows, self.records, self.shown = [], [], []
+        self.images = self.videos = self.failed = self.persons = 0
+
+    def _add(self, r) -> None:
+        if not r.ok:
+            from tqdm.auto import tqdm
+
+            self.failed += 1
+            tqdm.write(f"error: {r.error}", file=sys.stderr)
+        self.rows.extend(r.rows() if (r.persons or not r.ok) else
+                         [{"source": r.source, "frame": r.frame, "person": None, "error": None}])
+        self.records.append(r.to_dict())
+
+    def image(self, r) -> None:
+        self._add(r)
+        self.images += r.ok
+        self.persons += len(r.persons)
+        self.shown.append([_person_line(r.source, f"person {i}", p.to_dict()) for i, p in enumerate(r.persons)])
+
+    def video(self, video) -> None:
+        from .results import ImageResult
+
+        for frame in video.frames:
+            self._add(frame)
+        if video.error:
+            self._add(ImageResult(video.source, error=video.error))
+        self.videos += video.ok
+        self.persons += len(video.tracks)
+        tracks = sorted(video.tracks.values(), key=lambda t: t.track_id)
+        self.shown.append([_person_line(video.source, f"track {t.track_id}", t.to_dict()) + f", {t.frames} frame(s)"
+                           for t in tracks] or [f"{video.source}: no person tracked in {len(video.frames)} frame(s)"])
+
+    def summary(self, n_inputs: int, any_video: bool) -> str:
+        ok = f"{self.images} image(s) and {self.videos} video(s) ok" if any_video else f"{self.images} image(s) ok"
+        found = f"{self.persons} person(s) found" + (" (in videos: one per track)" if any_video else "")
+        return f"{n_inputs} input(s): {ok}, {self.failed} failed, {found}"
+
+
 def cmd_predict(args) -> int:
     from tqdm.auto import tqdm
 
@@ -84,58 +134,37 @@ def cmd_predict(args) -> int:
         return 2
     out_dir = Path(args.output_dir)
     annotated = _annotated_paths(items, out_dir)
-  # not silently: say which files in the folders were not read
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows, records = [], []
-    n_ok = n_failed = n_persons = 0
+    log = _PredictionLog()
     chunk = max(1, args.images_per_batch)
     with tqdm(total=len(items), desc="predicting", unit="file", disable=args.quiet) as bar:
         for start in range(0, len(items), chunk):
             group = items[start:start + chunk]
-            results = []
-            for item in group:  # videos go alone (annotated video out), images together (batched)
-                if is_video(item):
-                    video = predictor.predict_video(item, output=annotated[str(item)].with_suffix(".mp4")
-                                                    if args.save_images else None, progress=False)
-                    results.extend(video.frames)
-                    if video.error:
-                        from .results import ImageResult
-
-                        results.append(ImageResult(item, error=video.error))
+            for item in filter(is_video, group):  # videos go alone (annotated video out), images together
+                # .mp4: VP9 where OpenCV has it, which browsers play
+                log.video(predictor.predict_video(item, output=annotated[str(item)].with_suffix(".mp4")
+                                                  if args.save_images else None, progress=False))
             images = [i for i in group if not is_video(i)]
-            if images:
-                results.extend(predictor.predict(images, keep_images=args.save_images, errors="record"))
-            for r in results:
-                if r.ok and r.frame is None:
-                    n_ok += 1
-                elif not r.ok:
-                    n_failed += 1
-                    tqdm.write(f"error: {r.error}", file=sys.stderr)
-                n_persons += len(r.persons)
-                rows.extend(r.rows() if (r.persons or not r.ok) else
-                            [{"source": r.source, "frame": r.frame, "person": None, "error": None}])
-                records.append(r.to_dict())
+            for r in predictor.predict(images, keep_images=args.save_images, errors="record") if images else []:
+                log.image(r)
                 if args.save_images and r.ok and r.image is not None:
-                    target = annotated.get(r.source, out_dir / "annotated" / f"input_{len(records)}")
+                    target = annotated.get(r.source, out_dir / "annotated" / f"input_{len(log.records)}")
                     target.parent.mkdir(parents=True, exist_ok=True)
                     r.save(target.with_suffix(".jpg"))
             bar.update(len(group))
     with open(out_dir / "predictions.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         writer.writeheader()
-        writer.writerows(_flat(r) for r in rows)
+        writer.writerows(_flat(r) for r in log.rows)
     with open(out_dir / "predictions.json", "w") as f:
-        json.dump(records, f, indent=1)
+        json.dump(log.records, f, indent=1)
     if not args.quiet:
-        for r in records[: args.show]:
-            for i, p in enumerate(r["persons"]):
-                lo, hi = p["age_interval"]
-                print(f"{r['source']}: person {i}: age {p['age']:.1f} ({p['coverage']:.0%} {lo:.0f}-{hi:.0f}), {p['gender']} "
-                      f"({p['gender_score']:.2f})")
-    print(f"{len(items)} input(s): {n_ok} image(s) ok, {n_failed} failed, {n_persons} person(s) found; "
-          f"results in {out_dir / 'predictions.csv'} and {out_dir / 'predictions.json'}"
-          + (f", annotated images in {out_dir / 'annotated'}" if args.save_images else ""))
-    return 0 if n_failed == 0 else 1
+        for line in (line for lines in log.shown[: args.show] for line in lines):
+            print(line)
+    print(log.summary(len(items), any(map(is_video, items))) + f"; results in {out_dir / 'predictions.csv'} and "
+          f"{out_dir / 'predictions.json'}" + (f", annotated images in {out_dir / 'annotated'}" if args.save_images
+                                               else ""))
+    return 0 if log.failed == 0 else 1
 
 
 def cmd_check_age(args) -> int:
@@ -192,10 +221,19 @@ def cmd_calibrate(args) -> int:
         return 2
     table = calibrate_model(args.model, args.annotations, output=args.output, device=args.device,
                             batch_size=args.batch_size, limit=args.limit, weights_dtype=args.weights_dtype)
+    target = Path(args.output or args.model)
     groups = table.get("true_age_groups", {})
-    print(json.dumps({"age_check": table["method"], "band_edges": table["band_edges"], "band_counts": table["counts"],
-                      "intervals": table.get("interval_method", table["method"]), "true_age_groups": groups.get("groups"),
-                      "group_counts": groups.get("counts"), "fitted_on": table["fitted_on"]}, indent=1))
+    summary = {"age_check": table["method"], "band_edges": table["band_edges"], "band_counts": table["counts"],
+               "intervals": table.get("interval_method", table["method"]), "true_age_groups": groups.get("groups"),
+               "group_counts": groups.get("counts"), "fitted_on": table["fitted_on"]}
+    summary_file = Path(args.json) if args.json else target / "calibration_summary.json"
+    summary_file.parent.mkdir(parents=True, exist_ok=True)
+    summary_file.write_text(json.dumps(summary, indent=1))
+    intervals = (f"{summary['intervals']} in {len(groups['groups'])} true-age groups" if groups.get("groups")
+                 else f"{summary['intervals']} in the age bands")
+    print(f"calibrated on {sum(table['counts'])} faces of {table['fitted_on']}: age check {table['method']} in "
+          f"{len(table['counts'])} predicted-age bands; intervals {intervals}")
+    print(f"calibrated model saved in {target}; bands, groups and counts in {summary_file}")
     return 0
 
 
@@ -233,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coverage", type=float, default=0.9, help="coverage of the age intervals")
     p.add_argument("--batch-size", type=int, default=32, help="persons per estimator batch")
     p.add_argument("--images-per-batch", type=int, default=16)
-    p.add_argument("--show", type=int, default=20, help="print the persons of the first N images")
+    p.add_argument("--show", type=int, default=20,
+                   help="print the persons of the first N inputs (of a video: its tracked persons)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_predict)
 
@@ -273,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, help="folder to save the calibrated model (default: in place)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--json", default=None,
+                   help="write the calibration's bands, groups and counts to this JSON file "
+                        "(default: calibration_summary.json in the calibrated model's folder)")
     p.add_argument("--weights-dtype", choices=WEIGHT_DTYPES, default="float32",
                    help="store the weights in this dtype (float16: half the file; the model still runs in fp32)")
     p.set_defaults(func=cmd_calibrate)

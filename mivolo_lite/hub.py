@@ -4,6 +4,7 @@ Hugging Face Hub repo ids (which also resolve offline from a pre-filled cache)."
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
@@ -83,6 +84,35 @@ def _quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def hub_unreachable_reason(timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """Why the Hugging Face Hub cannot be asked for files now (``None`` when it can): offline mode
+    (``HF_HUB_OFFLINE``), or no TCP connection to its host (or to the proxy configured for it)
+    within ``timeout`` s. Loaders then read the HF cache only and fail at once when the files
+    are not there, instead of huggingface_hub's five retries (about 25 s, a warning each) that
+    end in the same error."""
+    import socket
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set"
+    endpoint = urlsplit(constants.ENDPOINT)
+    proxy = urllib.request.getproxies().get(endpoint.scheme)
+    if proxy and not urllib.request.proxy_bypass(endpoint.hostname or ""):
+        endpoint = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    host, port = endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as e:
+        return f"no connection to {host}:{port} ({type(e).__name__}: {e})"
+
+
 def load_model_and_processor(name_or_path: str | Path | None, revision: str | None = None, **hub_kwargs):
     """(model, processor) from a folder or repo id, with one clear error when it cannot be found.
     Weights are read from safetensors only: a folder that holds only a pickle checkpoint
@@ -99,23 +129,43 @@ def load_model_and_processor(name_or_path: str | Path | None, revision: str | No
         if any(path.glob("*.bin")) or any(path.glob("*.pt")) or any(path.glob("*.pth")):
             raise ModelNotFoundError(f"{resolved!r} holds only pickle weights (.bin/.pt); {PICKLE_REFUSED}")
         raise ModelNotFoundError(f"{resolved!r} has no model.safetensors")
+    unreachable = None
+    if not path.exists() and not hub_kwargs.get("local_files_only") and _is_repo_id(resolved):
+        unreachable = hub_unreachable_reason()
+        hub_kwargs["local_files_only"] = unreachable is not None
     try:
         with _quiet_transformers():  # a library call: no "Loading weights" bar, no backend-fallback notes
             model = MiVOLOLiteModel.from_pretrained(resolved, revision=revision, use_safetensors=True,
                                                     dtype=torch.float32, **hub_kwargs)
             processor = MiVOLOLiteImageProcessor.from_pretrained(resolved, revision=revision, **hub_kwargs)
     except (RepositoryNotFoundError, LocalEntryNotFoundError, HFValidationError) as e:
-        raise ModelNotFoundError(_not_found_message(resolved, e)) from None
+        raise ModelNotFoundError(_not_found_message(resolved, e, unreachable)) from None
     except OSError as e:
         if isinstance(e, ModelNotFoundError):
             raise
         if "model.safetensors" in str(e):  # a Hub repo (or cached one) that holds pickle weights only
             raise ModelNotFoundError(f"{resolved!r} has no model.safetensors; {PICKLE_REFUSED}") from None
-        raise ModelNotFoundError(_not_found_message(resolved, e)) from None
+        raise ModelNotFoundError(_not_found_message(resolved, e, unreachable)) from None
     return model, processor
 
 
-def _not_found_message(name: str, error: Exception) -> str:
+def _is_repo_id(name: str) -> bool:
+    """Could ``name`` be a Hub repo id? (A missing folder such as ``runs/lite/best`` cannot: no
+    network probe for it.)"""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _not_found_message(name: str, error: Exception, unreachable: str | None = None) -> str:
+    if unreachable:
+        return (f"cannot load a mivolo_lite model from {name!r}: it is not a local folder nor in the HF cache, and "
+                f"the Hugging Face Hub cannot be reached ({unreachable})")
     return (f"cannot load a mivolo_lite model from {name!r}: it is not a local folder, and the Hugging Face Hub "
             f"has no such repo or could not be reached (offline mode or no network: the repo must already be in "
             f"the HF cache). Details: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")

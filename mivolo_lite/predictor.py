@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
@@ -18,6 +18,9 @@ from .hub import load_model_and_processor
 from .models.image_processing_mivolo_lite import align_crop_lists
 from .results import ImageResult, PersonResult
 from .sources import expand_sources, is_video, source_name
+
+if TYPE_CHECKING:
+    from .video import VideoResult
 
 
 class AgePredictor:
@@ -190,10 +193,22 @@ class AgePredictor:
         for result, _ in pending:
             result.persons.sort(key=lambda q: (q.face_box or q.body_box)[0])
 
-    def predict_video(self, path, **kwargs):
+    def predict_video(self, path, output: str | Path | None = None, stride: int = 1, max_frames: int | None = None,
+                      progress: bool = True, max_seconds: float | None = None) -> VideoResult:
+        """Age and gender of the people in the video at ``path``, tracked across frames: a
+        :class:`~mivolo_lite.video.VideoResult` with the analysed frames and one summary per
+        tracked person (age pooled over its frames).
+
+        ``stride``: analyse every ``stride``-th frame; ``max_frames``: read at most this many
+        frames; ``max_seconds``: stop after this long (the frames done are kept); ``progress``: a
+        progress bar; ``output``: write the annotated video there, VP9 in ``.mp4`` or VP8 in
+        ``.webm``, which browsers play, where OpenCV has the encoder (else mp4v;
+        ``VideoResult.output`` is the file written). A bad video never raises: see
+        ``VideoResult.error``."""
         from .video import predict_video
 
-        return predict_video(self, path, **kwargs)
+        return predict_video(self, path, output=output, stride=stride, max_frames=max_frames, progress=progress,
+                             max_seconds=max_seconds)
 
     # -- age check ---------------------------------------------------------------------------------
     def check_age(self, source, threshold: float = 18, risk: float = 0.05) -> list[list[AgeDecision]]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -53,16 +54,41 @@ class PersonResult:
         return d
 
 
-def label_boxes(anchors, sizes, image_width: int) -> list[tuple[int, int, int, int]]:
-    """Where to draw each label (x1, y1, x2, y2): just above its box's top-left corner, inside the
-    image, and moved down while it would hide an earlier label (people stand close together)."""
-    placed: list[tuple[int, int, int, int]] = []
+Box = tuple[int, int, int, int]
+
+
+def _overlap(a, b) -> float:
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def label_boxes(anchors, sizes, image_width: int, image_height: int | None = None, avoid=()) -> list[Box]:
+    """Where to draw each label (x1, y1, x2, y2), one per anchor box, in order: at the anchor's
+    left edge (kept inside the image) and at the height nearest to just above the anchor that
+    covers no label placed before and no box in ``avoid`` (the faces); the heights tried are a
+    label's height apart, above the anchor, down from its top (inside a body box) and below it.
+    People stand close together: the labels go around each other and their faces instead of
+    hiding them. When no height is free (a very crowded image), the one that covers the least
+    is taken."""
+    placed: list[Box] = []
+    avoid = [tuple(float(v) for v in box) for box in avoid]
     for anchor, (width, height) in zip(anchors, sizes):
         x = int(min(max(0, anchor[0]), max(0, image_width - width)))
-        y = max(int(anchor[1]), height)  # the label's bottom edge
-        while any(x < px2 and px1 < x + width and y - height < py2 and py1 < y for px1, py1, px2, py2 in placed):
-            y += height
-        placed.append((x, y - height, x + width, y))
+        above = math.floor(anchor[1]) - height  # whole pixels that do not touch the anchor
+        steps = range(min(len(placed) + len(avoid) + 2, 50))  # enough to get past what is in the way
+        tops = {above - height * k for k in steps} | {math.ceil(anchor[1]) + height * k for k in steps} | \
+               {math.ceil(anchor[3]) + height * k for k in steps}
+        lowest = None if image_height is None else image_height - height
+        inside = sorted((y for y in tops if y >= 0 and (lowest is None or y <= lowest)),
+                        key=lambda y: (abs(y - above), y > above))  # nearest first, above before below
+        best, best_cost = None, None
+        for y in inside or [max(0, above if lowest is None else min(above, lowest))]:
+            box = (x, y, x + width, y + height)
+            cost = sum(_overlap(box, other) for other in placed) * 4 + sum(_overlap(box, face) for face in avoid)
+            if best_cost is None or cost < best_cost:
+                best, best_cost = box, cost
+            if cost == 0:
+                break
+        placed.append(best)
     return placed
 
 
@@ -121,8 +147,11 @@ class ImageResult:
     def to_json(self, **kwargs) -> str:
         return json.dumps(self.to_dict(), **kwargs)
 
-    def plot(self, line_width: int | None = None, font_scale: float | None = None) -> np.ndarray:
-        """Annotated copy of the image (RGB): face boxes, body boxes, and "age gender" labels."""
+    def plot(self, line_width: int | None = None, font_scale: float | None = None, tags=None) -> np.ndarray:
+        """Annotated copy of the image (RGB): face boxes, body boxes, and an "age gender [interval]"
+        label per person, placed so that no label hides another or a face (:func:`label_boxes`).
+        ``tags``: one ``None`` or ``(text, RGB colour)`` per person, drawn at the end of its label
+        (the demo's age-check decision)."""
         import cv2
 
         if self.image is None:
@@ -131,6 +160,7 @@ class ImageResult:
         h, w = canvas.shape[:2]
         lw = line_width or max(1, round(0.002 * (h + w)))
         fs = font_scale or max(0.4, 0.0007 * (h + w))
+        thick = max(1, lw // 2)
         colors = [(60, 140, 255) if p.gender == "male" else (255, 80, 160) for p in self.persons]
         for p, color in zip(self.persons, colors):  # all boxes first, so that no box is drawn over a label
             if p.body_box is not None:
@@ -139,19 +169,26 @@ class ImageResult:
             if p.face_box is not None:
                 x1, y1, x2, y2 = (int(round(v)) for v in p.face_box)
                 cv2.rectangle(canvas, (x1, y1), (x2, y2), color, lw)
-        labels, sizes = [], []
-        for p in self.persons:
-            label = f"{p.age:.0f} {p.gender[0].upper()}"
+        tags = list(tags) if tags is not None else [None] * len(self.persons)
+        segments, bases, sizes = [], [], []  # per label: [(text, colour, width)], baseline, (width, height)
+        for p, color, tag in zip(self.persons, colors, tags):
+            text = f"{p.age:.0f} {p.gender[0].upper()}"
             if p.age_interval is not None:
-                label += f" [{p.age_interval[0]:.0f}-{p.age_interval[1]:.0f}]"
-            (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, fs, max(1, lw // 2))
-            labels.append((label, base))
-            sizes.append((tw + 2, th + base + 2))
+                text += f" [{p.age_interval[0]:.0f}-{p.age_interval[1]:.0f}]"
+            parts = [(text, color)] + ([tag] if tag is not None else [])
+            measured = [cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, fs, thick) for t, _ in parts]
+            segments.append([(t, c, tw + 4) for (t, c), ((tw, _), _) in zip(parts, measured)])
+            base = max(b for _, b in measured)
+            bases.append(base)
+            sizes.append((sum(tw + 4 for (tw, _), _ in measured), max(th for (_, th), _ in measured) + base + 2))
         anchors = [p.face_box or p.body_box for p in self.persons]
-        for (label, base), color, (x1, y1, x2, y2) in zip(labels, colors, label_boxes(anchors, sizes, w)):
-            cv2.rectangle(canvas, (x1, y1), (x2, y2), color, -1)
-            cv2.putText(canvas, label, (x1 + 1, y2 - base), cv2.FONT_HERSHEY_SIMPLEX, fs, (255, 255, 255),
-                        max(1, lw // 2), cv2.LINE_AA)
+        faces = [p.face_box for p in self.persons if p.face_box is not None]
+        for parts, base, (x, y1, _, y2) in zip(segments, bases, label_boxes(anchors, sizes, w, h, avoid=faces)):
+            for text, color, width in parts:
+                cv2.rectangle(canvas, (x, y1), (x + width, y2), color, -1)
+                cv2.putText(canvas, text, (x + 2, y2 - base), cv2.FONT_HERSHEY_SIMPLEX, fs, (255, 255, 255), thick,
+                            cv2.LINE_AA)
+                x += width
         return canvas
 
     def save(self, path: str | Path) -> Path:

@@ -1,8 +1,10 @@
-"""Video: per-frame detection, ByteTrack tracking (ultralytics) of persons, and a per-track age
-smoothed over frames (inverse-variance weighted mean of the per-frame estimates)."""
+"""Video: per-frame detection, ByteTrack tracking (ultralytics) of persons, a per-track age
+pooled over frames (the mixture of the per-frame age distributions), and an annotated video
+that browsers play where OpenCV has the encoder."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,19 +20,31 @@ from .results import ImageResult
 
 @dataclass
 class TrackSummary:
+    """One tracked person: the age and P(male) pooled over the ``frames`` it was seen in, and the
+    calibrated interval of the pooled age at ``coverage``."""
+
     track_id: int
     frames: int
     age: float
     age_std: float
     gender: str
     gender_score: float
+    age_interval: tuple[float, float] | None = None
+    coverage: float | None = None
 
     def to_dict(self) -> dict:
-        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+        d = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+        if self.age_interval is not None:
+            d["age_interval"] = [round(float(v), 2) for v in self.age_interval]
+        return d
 
 
 @dataclass
 class VideoResult:
+    """The analysed frames of one video (each an :class:`ImageResult` with its ``frame`` index and
+    the persons' ``track_id``), one :class:`TrackSummary` per tracked person, and ``output``, the
+    annotated video written (``None`` when none was asked or it could not be written)."""
+
     source: str
     frames: list[ImageResult] = field(default_factory=list)
     tracks: dict[int, TrackSummary] = field(default_factory=dict)
@@ -42,6 +56,53 @@ class VideoResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def to_df(self, tracks: bool = False):
+        """One row per person per analysed frame (as :meth:`ImageResult.to_df`, with ``frame`` and
+        ``track_id``), or with ``tracks=True`` one row per tracked person."""
+        import pandas as pd
+
+        if tracks:
+            rows = [{"source": self.source, **t.to_dict()} for t in sorted(self.tracks.values(),
+                                                                          key=lambda t: t.track_id)]
+            return pd.DataFrame(rows, columns=["source", *TrackSummary.__dataclass_fields__])
+        return pd.DataFrame([row for f in self.frames for row in f.rows()])
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "fps": self.fps, "frames_expected": self.frames_expected,
+                "frames_analysed": len(self.frames), "error": self.error, "output": self.output,
+                "tracks": [t.to_dict() for t in sorted(self.tracks.values(), key=lambda t: t.track_id)],
+                "frames": [f.to_dict() for f in self.frames]}
+
+    def to_json(self, **kwargs) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+
+# Codecs tried for an annotated video, by container, those that browsers play first: VP9 in MP4
+# and VP8/VP9 in WebM play in every current browser (OpenCV's wheels bundle FFmpeg with libvpx;
+# they have no H.264 encoder); mp4v (MPEG-4 part 2), which every OpenCV writes, plays in none.
+VIDEO_CODECS = {".webm": ("VP80", "VP90"), ".mp4": ("vp09", "mp4v")}
+
+
+def open_video_writer(path: str | Path, fps: float, size: tuple[int, int], fallback: bool = True):
+    """``(writer, path written)``: an opened ``cv2.VideoWriter`` for ``size`` = (width, height)
+    frames, with the first codec of :data:`VIDEO_CODECS` for the suffix of ``path`` (the
+    ``.mp4`` ones for other suffixes) that this OpenCV can write; with ``fallback``, a ``.webm``
+    asked from an OpenCV without VP8/VP9 becomes an ``.mp4`` (mp4v). Raises ``OSError`` when
+    none opens."""
+    import cv2
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    choices = [(path, code) for code in VIDEO_CODECS.get(path.suffix.lower(), VIDEO_CODECS[".mp4"])]
+    if fallback and path.suffix.lower() == ".webm":
+        choices.append((path.with_suffix(".mp4"), "mp4v"))
+    for target, code in choices:
+        writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*code), fps, size)
+        if writer.isOpened():
+            return writer, target
+        writer.release()
+    raise OSError(f"cannot write the video {str(path)!r}: this OpenCV has no encoder for {path.suffix or 'it'}")
 
 
 def _tracker(frame_rate: float):
@@ -104,9 +165,8 @@ def _analyse_frame(predictor, image: np.ndarray, tracker, path: str, frame_index
 
 def predict_video(predictor, path, output: str | Path | None = None, stride: int = 1, max_frames: int | None = None,
                   progress: bool = True, max_seconds: float | None = None) -> VideoResult:
-    """Run ``predictor`` over the frames of the video at ``path``. Every ``stride``-th frame is
-    processed; ``output`` writes an annotated video (mp4). ``max_seconds`` stops the analysis
-    after that long (the frames done so far are kept).
+    """Run ``predictor`` over the frames of the video at ``path``; see
+    :meth:`mivolo_lite.AgePredictor.predict_video` for the options.
 
     Never raises for a bad video: one that cannot be opened, that ends before its declared
     length, whose analysis fails on a frame or that runs out of time is reported in
@@ -130,6 +190,7 @@ def predict_video(predictor, path, output: str | Path | None = None, stride: int
     writer = None
     index = 0
     stopped = None  # why the loop ended before the video did
+    write_error = written = None
     bar = tqdm(total=declared or None, desc=Path(path).name, disable=not progress, unit="frame")
     try:
         while max_frames is None or index < max_frames:
@@ -159,16 +220,19 @@ def predict_video(predictor, path, output: str | Path | None = None, stride: int
                     low, high = predictor.calibration.interval(person.age, person.age_std, predictor.coverage)
                     person.age_interval = (float(low[0]), float(high[0]))
                     s = smoother.stats[person.track_id]
-                    result.tracks[person.track_id] = TrackSummary(person.track_id, int(s[3]), person.age,
-                                                                  person.age_std, person.gender, person.gender_score)
+                    result.tracks[person.track_id] = TrackSummary(
+                        person.track_id, int(s[3]), person.age, person.age_std, person.gender, person.gender_score,
+                        person.age_interval, person.coverage)
             if output is not None:
                 annotated = cv2.cvtColor(frame_result.plot(), cv2.COLOR_RGB2BGR)
                 if writer is None:
-                    Path(output).parent.mkdir(parents=True, exist_ok=True)
-                    fps = (result.fps or 25.0) / max(stride, 1)
-                    writer = cv2.VideoWriter(str(output), cv2.VideoWriter_fourcc(*"mp4v"), fps,
-                                             (annotated.shape[1], annotated.shape[0]))
-                writer.write(annotated)
+                    try:
+                        writer, written = open_video_writer(output, (result.fps or 25.0) / max(stride, 1),
+                                                            (annotated.shape[1], annotated.shape[0]))
+                    except OSError as e:  # the analysis goes on without the annotated video
+                        write_error, output = str(e), None
+                if writer is not None:
+                    writer.write(annotated)
             frame_result.image = None  # do not hold every frame in memory
             result.frames.append(frame_result)
     finally:
@@ -176,7 +240,7 @@ def predict_video(predictor, path, output: str | Path | None = None, stride: int
         cap.release()
         if writer is not None:
             writer.release()
-            result.output = str(output)
+            result.output = str(written)
     if stopped is not None:
         result.error = stopped
     elif index == 0:
@@ -184,4 +248,6 @@ def predict_video(predictor, path, output: str | Path | None = None, stride: int
     elif declared and index < (declared if max_frames is None else min(declared, max_frames)) - 1:
         # one frame of slack: some containers declare one frame more than they hold
         result.error = f"video {path!r} ended early: decoded {index} of {declared} declared frames"
+    if write_error is not None:
+        result.error = "; ".join(e for e in (result.error, write_error) if e)
     return result

@@ -314,7 +314,7 @@ def test_api_video_gives_an_annotated_webm_video(annotated_video, client, tmp_pa
 
 # -- a real browser ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def page(server):
+def browser():
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (CI: apt-get install -y chromium)")
     try:
@@ -323,19 +323,39 @@ def page(server):
         pytest.skip("playwright is not installed (CI: pip install playwright; no 'playwright install')")
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            pg = browser.new_page(viewport={"width": 1280, "height": 1000})
-            pg.set_default_timeout(60_000)
-            outside = []  # anything the page asks from anywhere but the demo server
-            pg.on("request", lambda r: outside.append(r.url)
-                  if not r.url.startswith((server.url, "data:", "blob:")) else None)
-            pg.outside_requests = outside
-            pg.goto(server.url + "/", wait_until="domcontentloaded")
-            pg.wait_for_selector("#run-btn")
-            yield pg
+            yield chromium
         finally:
-            browser.close()
+            chromium.close()
+
+
+def _open_page(browser, url: str):
+    """A new browser session on the demo, recording requests to anywhere but the demo server."""
+    pg = browser.new_page(viewport={"width": 1280, "height": 1000})
+    pg.set_default_timeout(60_000)
+    outside = []
+    pg.on("request", lambda r: outside.append(r.url) if not r.url.startswith((url, "data:", "blob:")) else None)
+    pg.outside_requests = outside
+    pg.goto(url + "/", wait_until="domcontentloaded")
+    pg.wait_for_selector("#run-btn")
+    return pg
+
+
+@pytest.fixture(scope="module")
+def page(browser, server):
+    """One browser session shared by the tests that follow each other in it."""
+    pg = _open_page(browser, server.url)
+    yield pg
+    pg.close()
+
+
+@pytest.fixture
+def fresh_page(browser, server):
+    """A browser session of its own (a fresh page: nothing analysed yet)."""
+    pg = _open_page(browser, server.url)
+    yield pg
+    pg.close()
 
 
 def _upload_and_run(pg, path):
@@ -358,8 +378,8 @@ def _table_rows(pg) -> list[list[str]]:
     return [[c.strip() for c in row.locator("[role=gridcell]").all_inner_texts()] for row in pg.locator(ROWS).all()]
 
 
-def _headers(pg) -> list[str]:
-    return [h.strip() for h in pg.locator("#persons-table thead th").all_inner_texts()]
+def _headers(pg, table: str = "#persons-table") -> list[str]:
+    return [h.strip() for h in pg.locator(f"{table} thead th").all_inner_texts()]
 
 
 def test_browser_upload_click_and_see_the_result(page, bus):
@@ -419,12 +439,11 @@ def test_browser_broken_upload_shows_an_error_and_the_app_keeps_serving(page, zi
     assert page.outside_requests == [], "the page contacted other hosts"
 
 
-def test_browser_plays_the_annotated_video(page, server, annotated_video):
-    """Chromium decodes the annotated video as the server serves it (codec and container)."""
-    video = annotated_video[0]
-    tab = page.context.browser.new_page()
+def _assert_chromium_plays(browser, load) -> None:
+    """Chromium decodes the 640x360 ``<video id="v">`` that ``load(tab)`` puts in a new tab."""
+    tab = browser.new_page()
     try:
-        tab.set_content(f'<video id="v" src="{server.url}/gradio_api/file={video}" muted preload="auto"></video>')
+        load(tab)
         state = tab.wait_for_function(
             """() => { const v = document.getElementById('v');
                        if (v.error) return {error: v.error.code};
@@ -434,3 +453,78 @@ def test_browser_plays_the_annotated_video(page, server, annotated_video):
         tab.close()
     assert info.get("error") is None, f"Chromium cannot play the video (MediaError {info.get('error')})"
     assert (info["w"], info["h"]) == (640, 360) and info["d"] > 0
+
+
+def test_browser_plays_the_annotated_video(browser, server, annotated_video):
+    """Chromium decodes the annotated video as the server serves it (codec and container)."""
+    video = annotated_video[0]
+    _assert_chromium_plays(browser, lambda tab: tab.set_content(
+        f'<video id="v" src="{server.url}/gradio_api/file={video}" muted preload="auto"></video>'))
+
+
+def test_browser_plays_the_annotated_video_of_the_command_line(browser, tmp_path):
+    """``mivolo-lite predict clip.mp4 --save-images`` writes an .mp4 that Chromium plays (VP9 in
+    MP4; it was mp4v, which no browser plays)."""
+    from mivolo_lite.cli import main
+
+    clip = _write_clip(tmp_path / "clip.mp4")
+    assert main(["predict", str(clip), "-o", str(tmp_path / "out"), "--save-images", "--quiet"]) == 0
+    page = tmp_path / "play.html"
+    video = tmp_path / "out" / "annotated" / "clip.mp4"
+    page.write_text(f'<video id="v" src="{video.as_uri()}" muted preload="auto"></video>')
+    _assert_chromium_plays(browser, lambda tab: tab.goto(page.as_uri()))
+
+
+def test_browser_good_then_bad_then_good_uploads_after_an_example(fresh_page, bus, zidane, tmp_path):
+    """A session's first photo is an example (whose loading replaces the input component in the
+    session): a non-image uploaded afterwards used to get Gradio's raw "Could not preprocess
+    input component ... No module named 'pi_heif'" instead of the clear message of a fresh page.
+    The tables have their column names before any run and after an error, not "1 2 3"."""
+    page = fresh_page
+    assert _headers(page)[:2] == ["person", "age"]
+    page.get_by_role("tab", name="Video").click()
+    page.wait_for_selector("#tracks-table thead th")
+    assert _headers(page, "#tracks-table")[:3] == ["person (track)", "frames", "age"]
+    page.get_by_role("tab", name="Photo").click()
+
+    page.locator("#examples button").nth(0).click()  # bus.jpg
+    page.wait_for_function("document.querySelector('#input-image img')?.naturalWidth === 810")
+    page.click("#run-btn")
+    _wait_for_new_result(page, None)
+    assert page.evaluate("document.querySelector('#output-image img').naturalWidth") == 810
+
+    not_an_image = tmp_path / "holiday.jpg"  # a text file named like a photo
+    not_an_image.write_text("shopping list: milk, bread\n" * 20)
+    page.locator("#input-image input[type=file]").set_input_files(str(not_an_image))
+    page.click("#run-btn")
+    page.get_by_text("Cannot read the uploaded image: not an image file").first.wait_for(state="visible")
+    assert "Could not preprocess" not in page.inner_text("body")
+    assert _table_rows(page) == [] and _headers(page)[:2] == ["person", "age"]
+    page.wait_for_timeout(1000)  # let the toast finish fading in
+    page.screenshot(path=str(ARTIFACTS / "demo_bad_after_good.png"), full_page=True)
+
+    before = _upload_and_run(page, zidane)
+    _wait_for_new_result(page, before)
+    assert page.evaluate("document.querySelector('#output-image img').naturalWidth") == 1280
+    assert _table_rows(page)
+    assert page.outside_requests == [], "the page contacted other hosts"
+
+
+def test_browser_video_tab_shows_tracks_rounded_like_the_photo_table(fresh_page, tmp_path):
+    """Ages and spreads to 0.1 year and scores to 0.01, as in the persons table (they were shown
+    to three decimals)."""
+    page = fresh_page
+    page.get_by_role("tab", name="Video").click()
+    page.locator("#input-video input[type=file]").set_input_files(str(_write_clip(tmp_path / "clip.mp4")))
+    page.click("#video-btn")
+    rows = "#tracks-table [role=row]:has([role=gridcell])"
+    page.wait_for_function(f"document.querySelectorAll({rows!r}).length > 0", timeout=180_000)
+    headers = _headers(page, "#tracks-table")
+    cells = [[c.strip() for c in row.locator("[role=gridcell]").all_inner_texts()] for row in page.locator(rows).all()]
+    for row in cells:
+        record = dict(zip(headers, row))
+        for column, decimals in (("age", 1), ("age spread", 1), ("gender score", 2)):
+            text = record[column]
+            assert len(text.partition(".")[2]) <= decimals, (column, text, record)
+    page.screenshot(path=str(ARTIFACTS / "demo_video.png"), full_page=True)
+

@@ -81,6 +81,63 @@ def test_missing_repo_gives_a_clear_error(tmp_path):
     assert "nobody/does-not-exist" in proc.stdout and "cache" in proc.stdout
 
 
+UNREACHABLE_SCRIPT = """
+import sys, time
+from mivolo_lite.detection.yolo_detector import resolve_weights
+from mivolo_lite.hub import ModelNotFoundError, load_model_and_processor
+for name in sys.argv[1:]:
+    start = time.monotonic()
+    try:
+        if name.startswith("yolo:"):
+            resolve_weights(name[5:])
+        else:
+            load_model_and_processor(name)
+        print("LOADED", name, end=" ")
+    except (ModelNotFoundError, FileNotFoundError) as e:
+        print("NOTFOUND", e, end=" ")
+    print(f"SECONDS {time.monotonic() - start:.1f}")
+"""
+
+
+def test_hub_ids_fail_fast_when_the_hub_cannot_be_reached(saved_model, tmp_path):
+    """No HF_HUB_OFFLINE, but the Hub's host refuses connections (as on a machine without
+    network): a model id and a YOLO id that are not cached fail at once, saying so (they took
+    about 25 s of huggingface_hub retries, a warning each); a cached model id still loads."""
+    import socket
+
+    _, _, folder = saved_model
+    cache = tmp_path / "hub"
+    _fill_hf_cache(cache, "someone/cached-model", folder)
+    with socket.socket() as s:  # a port nothing listens on: connections are refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HUB_CACHE=str(cache), HF_HOME=str(tmp_path / "hf_home"),
+               NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
+    proc = subprocess.run([sys.executable, "-c", UNREACHABLE_SCRIPT, "someone/cached-model", "nobody/not-cached",
+                           "yolo:nobody/not-cached/face.pt"], env=env, capture_output=True, text=True, timeout=300)
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 3, proc.stdout + proc.stderr[-3000:]
+    assert lines[0].startswith("LOADED someone/cached-model"), lines[0]
+    for line, name in zip(lines[1:], ("nobody/not-cached", "nobody/not-cached/face.pt")):
+        assert line.startswith("NOTFOUND") and name in line and "cannot be reached" in line, line
+        assert float(line.split("SECONDS")[1]) < 5, line
+    assert "Retrying" not in proc.stderr, proc.stderr[-2000:]
+
+
+def test_offline_mode_never_probes_the_network(monkeypatch):
+    import socket
+
+    from mivolo_lite.hub import hub_unreachable_reason
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a connection was attempted in offline mode")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub_unreachable_reason() == "HF_HUB_OFFLINE is set"
+
+
 def test_pickle_only_checkpoint_is_refused(tmp_path, saved_model):
     from mivolo_lite.hub import ModelNotFoundError, load_model_and_processor
 

@@ -193,6 +193,28 @@ def test_video_tracks_people_and_smooths_age(predictor, tmp_path):
     assert longest.frames >= 4 and 0 <= longest.age <= 100
     cap = cv2.VideoCapture(str(out))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
+    # VP9 in MP4, which browsers play (mp4v plays in none; Chromium: tests/test_demo.py)
+    assert int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little") == b"VP90" and result.output == str(out)
+
+    # ultralytics-style exports: per person per frame, per track, and JSON
+    frames = result.to_df()
+    assert len(frames) == sum(len(f.persons) for f in result.frames) and {"frame", "track_id", "age"} <= set(frames)
+    tracks = result.to_df(tracks=True)
+    assert sorted(tracks["track_id"]) == sorted(result.tracks) and (tracks["frames"] >= 1).all()
+    exported = json.loads(result.to_json())
+    assert len(exported["frames"]) == 8 and len(exported["tracks"]) == len(result.tracks)
+    assert exported["tracks"][0]["age_interval"][0] <= exported["tracks"][0]["age"] <= exported["tracks"][0]["age_interval"][1]
+
+
+def test_predict_video_shows_its_options():
+    """They were hidden behind ``**kwargs`` (help() showed nothing to pass)."""
+    import inspect
+
+    from mivolo_lite import AgePredictor
+
+    options = list(inspect.signature(AgePredictor.predict_video).parameters)
+    assert options == ["self", "path", "output", "stride", "max_frames", "progress", "max_seconds"]
+    assert "stride" in AgePredictor.predict_video.__doc__ and "browsers play" in AgePredictor.predict_video.__doc__
 
 
 def test_undecodable_video_is_reported_not_raised(predictor, tmp_path):
@@ -213,6 +235,45 @@ def test_labels_of_people_side_by_side_do_not_hide_each_other():
         for bx1, by1, bx2, by2 in boxes[i + 1:]:
             assert not (ax1 < bx2 and bx1 < ax2 and ay1 < by2 and by1 < ay2)
     assert boxes[0] == (100, 30, 220, 50)  # the first label sits right above its face
+
+
+def _overlaps(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def test_labels_in_a_crowd_cover_no_other_label_and_no_face():
+    """A class photo: three rows of six faces, each label three faces wide. Every label stays in
+    the image and covers neither another label nor any face (they used to be stacked downwards
+    over the faces below them)."""
+    from mivolo_lite.results import label_boxes
+
+    faces = [(10 + 60 * i, 50 + 130 * row, 50 + 60 * i, 90 + 130 * row) for row in range(3) for i in range(6)]
+    boxes = label_boxes(faces, [(150, 20)] * len(faces), image_width=400, image_height=400, avoid=faces)
+    for i, box in enumerate(boxes):
+        assert 0 <= box[0] and box[2] <= 400 and 0 <= box[1] and box[3] <= 400, box
+        assert not any(_overlaps(box, other) for other in boxes[i + 1:]), (i, box)
+        assert not any(_overlaps(box, face) for face in faces), (i, box)
+
+
+@pytest.mark.parametrize("age_check", [False, True])
+def test_labels_on_the_bus_photo_leave_every_face_visible(age_check):
+    """The persons OpenCV finds in ultralytics' bus.jpg, plotted on a black image of its size:
+    no label is drawn inside a face box (the second label used to cover the second face). Lines
+    one pixel wide: the first body box's edge crosses the second face, a label would fill it."""
+    from mivolo_lite.results import ImageResult, PersonResult
+
+    boxes = [((112.2, 425.1, 155.0, 467.9), (0.0, 329.1, 281.8, 973.7)),
+             ((266.0, 428.7, 306.7, 469.4), (225.3, 408.4, 347.4, 591.5)), (None, (297.0, 514.7, 421.9, 764.4))]
+    persons = [PersonResult(face, body, age=age, age_std=8.0, gender=gender, gender_score=0.9,
+                            age_interval=(age - 14, age + 36))
+               for (face, body), age, gender in zip(boxes, (64.4, 29.3, 30.7), ("female", "male", "female"))]
+    result = ImageResult("bus.jpg", persons, image=np.zeros((1080, 810, 3), np.uint8))
+    tags = [("18+ yes", (40, 170, 60))] * 3 if age_check else None
+    canvas = result.plot(line_width=1, tags=tags)
+    for face, _ in boxes[:2]:
+        x1, y1, x2, y2 = (int(round(v)) for v in face)
+        inside = canvas[y1 + 2:y2 - 1, x1 + 2:x2 - 1].any(axis=2)
+        assert inside.sum() <= inside.shape[0], f"a label covers the face at {face}"  # one line at most
 
 
 def test_a_frame_repeated_many_times_keeps_the_one_frame_interval():

@@ -136,7 +136,7 @@ def test_awkward_files_through_the_command_line(corpus, tmp_path):
                           cwd=REPO)
     failed = sum(e != OK for e in expect.values())
     assert proc.returncode == 1, proc.stderr[-3000:]
-    assert f"{len(expect)} input(s): {len(expect) - failed} image(s) ok, {failed} failed" in proc.stdout
+    assert f"{len(expect)} input(s): {len(expect) - failed} image(s) and 0 video(s) ok, {failed} failed" in proc.stdout
     rows = list(csv.DictReader(open(out / "predictions.csv")))
     errors = {}
     for row in rows:

@@ -10,7 +10,6 @@ loaded: load only weights you trust.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -34,20 +33,25 @@ def resolve_weights(spec: str) -> str:
     from huggingface_hub import hf_hub_download, list_repo_files
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
 
+    from ..hub import hub_unreachable_reason
+
     parts = spec.split("/")
     repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:]) or None
+    unreachable = hub_unreachable_reason()  # then the HF cache only, failing at once (no retries)
     try:
         if filename is None:
-            if os.environ.get("HF_HUB_OFFLINE") == "1":
-                raise FileNotFoundError(f"offline: name the weights file inside {repo_id!r} as {repo_id}/<file>.pt")
+            if unreachable:
+                raise FileNotFoundError(f"the Hugging Face Hub cannot be reached ({unreachable}): name the weights "
+                                        f"file inside {repo_id!r} as {repo_id}/<file>.pt to use the HF cache")
             candidates = [f for f in list_repo_files(repo_id) if f.endswith(".pt")]
             if not candidates:
                 raise FileNotFoundError(f"Hub repo {repo_id!r} has no .pt file")
             filename = candidates[0]
-        return hf_hub_download(repo_id, filename)
+        return hf_hub_download(repo_id, filename, local_files_only=unreachable is not None)
     except (RepositoryNotFoundError, LocalEntryNotFoundError, HFValidationError) as e:
-        raise FileNotFoundError(f"YOLO weights {spec!r}: not a local file and not available from the Hugging Face "
-                                f"Hub or its cache ({type(e).__name__})") from None
+        where = (f"not in the HF cache, and the Hugging Face Hub cannot be reached ({unreachable})" if unreachable
+                 else f"not available from the Hugging Face Hub or its cache ({type(e).__name__})")
+        raise FileNotFoundError(f"YOLO weights {spec!r}: not a local file and {where}") from None
 
 
 class YOLODetector(Detector):

@@ -1,0 +1,143 @@
+"""What the demo can run: the local models and detectors it offers, and one predictor per
+(model, detector) pair, loaded once and shared by all users."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Iterable
+
+log = logging.getLogger(__name__)
+
+ENV_MODELS = "MIVOLO_DEMO_MODELS"
+ENV_YOLO_WEIGHTS = "MIVOLO_DEMO_YOLO_WEIGHTS"
+DEFAULT_MODEL_LABEL = "mivolo-lite-cpu (shipped default)"
+OPENCV_LABEL = "opencv (built in, offline)"
+
+
+# -- what is available locally ---------------------------------------------------------------------
+def _split_env(name: str) -> list[str]:
+    return [p for p in os.environ.get(name, "").split(os.pathsep) if p.strip()]
+
+
+def _unique_label(label: str, taken: dict) -> str:
+    out, i = label, 2
+    while out in taken:
+        out, i = f"{label} ({i})", i + 1
+    return out
+
+
+def available_models(models: Iterable[str | Path | None] | str | Path | None = None) -> dict[str, str | None]:
+    """Label -> model spec (``None`` is the shipped default). ``models`` must be local model
+    folders (``config.json`` + ``*.safetensors``) and raise when they are not; folders from
+    ``$MIVOLO_DEMO_MODELS`` that are not usable are skipped with a warning."""
+    from ..hub import DEFAULT_MODEL_DIR, ModelNotFoundError
+
+    if models is None or isinstance(models, (str, Path)):
+        models = [models] if models is not None else []
+    out: dict[str, str | None] = {}
+    if (DEFAULT_MODEL_DIR / "config.json").exists():
+        out[DEFAULT_MODEL_LABEL] = None
+    explicit = [(m, True) for m in models if m is not None]
+    for spec, strict in explicit + [(m, False) for m in _split_env(ENV_MODELS)]:
+        path = Path(spec).expanduser()
+        problem = None
+        if not path.is_dir():
+            problem = f"{str(spec)!r} is not a local model folder (the demo loads nothing from the network)"
+        elif not (path / "config.json").exists() or not any(path.glob("*.safetensors")):
+            problem = f"{str(spec)!r} has no config.json and *.safetensors: not a saved mivolo_lite model"
+        if problem:
+            if strict:
+                raise ModelNotFoundError(problem)
+            log.warning("%s: %s; skipped", ENV_MODELS, problem)
+            continue
+        resolved = str(path.resolve())
+        if resolved in out.values():
+            continue
+        out[_unique_label(f"{path.resolve().name} ({resolved})", out)] = resolved
+    if not out:
+        raise ModelNotFoundError("no model available: the shipped default model is missing and none was given")
+    return out
+
+
+def available_detectors(yolo_weights: Iterable[str | Path] | str | Path | None = None) -> dict[str, str]:
+    """Label -> detector spec: ``opencv`` plus each existing local YOLO ``.pt`` file (given ones
+    must exist; missing ones from ``$MIVOLO_DEMO_YOLO_WEIGHTS`` are skipped with a warning)."""
+    if yolo_weights is None or isinstance(yolo_weights, (str, Path)):
+        yolo_weights = [yolo_weights] if yolo_weights is not None else []
+    out = {OPENCV_LABEL: "opencv"}
+    given = [(w, True) for w in yolo_weights]
+    for spec, strict in given + [(w, False) for w in _split_env(ENV_YOLO_WEIGHTS)]:
+        spec = str(spec)
+        path = Path(spec[len("yolo:"):] if spec.startswith("yolo:") else spec).expanduser()
+        if not path.is_file() or path.suffix.lower() != ".pt":
+            problem = f"{spec!r} is not a local YOLO weights file (.pt); the demo downloads nothing"
+            if strict:
+                raise FileNotFoundError(problem)
+            log.warning("%s: %s; skipped", ENV_YOLO_WEIGHTS, problem)
+            continue
+        target = "yolo:" + str(path.resolve())
+        if target not in out.values():
+            out[_unique_label(f"YOLO {path.name}", out)] = target
+    return out
+
+
+# -- models, loaded once and shared by all users ----------------------------------------------------
+def _locked_detector(inner):
+    """The detector behind a lock: OpenCV's cascade/HOG objects are not safe to share between
+    threads, while the estimator (torch, no_grad) is, so only detection is serialised."""
+    from ..detection.base import Detector
+
+    class LockedDetector(Detector):
+        def __init__(self):
+            self.inner, self.name, self._lock = inner, getattr(inner, "name", "detector"), threading.Lock()
+
+        def detect(self, image):
+            with self._lock:
+                return self.inner.detect(image)
+
+    return LockedDetector()
+
+
+class PredictorPool:
+    """One :class:`~mivolo_lite.AgePredictor` per (model, detector) pair, built on first use
+    (the model weights are loaded once per model and shared between detectors). Concurrent
+    first requests wait for one load instead of loading twice."""
+
+    def __init__(self, models: dict[str, str | None], detectors: dict[str, str], device: str = "cpu",
+                 max_pixels: int | None = None):
+        self.models, self.detectors, self.device, self.max_pixels = dict(models), dict(detectors), device, max_pixels
+        self._weights: dict[str, tuple] = {}
+        self._dets: dict[str, object] = {}
+        self._predictors: dict[tuple[str, str], object] = {}
+        self._lock = threading.Lock()
+
+    def get(self, model_label: str, detector_label: str):
+        key = (model_label, detector_label)
+        found = self._predictors.get(key)
+        if found is not None:
+            return found
+        if model_label not in self.models:
+            raise KeyError(f"unknown model {model_label!r}; available: {', '.join(self.models)}")
+        if detector_label not in self.detectors:
+            raise KeyError(f"unknown detector {detector_label!r}; available: {', '.join(self.detectors)}")
+        with self._lock:
+            if key not in self._predictors:
+                from ..hub import load_model_and_processor
+                from ..predictor import AgePredictor
+
+                if model_label not in self._weights:
+                    # local_files_only: a name that is not a local folder never reaches the network
+                    self._weights[model_label] = load_model_and_processor(self.models[model_label],
+                                                                          local_files_only=True)
+                if detector_label not in self._dets:
+                    from ..detection import build_detector
+
+                    self._dets[detector_label] = _locked_detector(
+                        build_detector(self.detectors[detector_label], device=self.device))
+                model, processor = self._weights[model_label]
+                self._predictors[key] = AgePredictor(model, processor, detector=self._dets[detector_label],
+                                                     device=self.device, max_pixels=self.max_pixels)
+            return self._predictors[key]
