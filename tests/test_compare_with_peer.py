@@ -180,4 +180,5 @@ def test_subgroups_are_counted_and_the_lost_one_is_listed(folder, annotations, t
     lost = report.read_text().split("## Where we lose")[1]
     assert "- spread, original, age 0-12: age MAE" in lost
     assert not [line for line in lost.splitlines() if "age MAE" in line and "age 0-12" not in line]
+    assert f"of {2 * len(subgroups)} intervals" in lost  # MAE and gender accuracy of every subgroup were read
     assert "| age 0-12 |" in report.read_text() and "✓" in report.read_text()  # the adults: we win there
