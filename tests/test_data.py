@@ -115,3 +115,31 @@ def test_person_balancing_counts_people_not_frames():
     half = AgeDataset(recs, processor, train=True, person_balance_power=0.5).weights
     assert w[0] < half[0] < plain[0]
     assert AgeDataset(recs, processor, train=False, person_balance_power=1.0).weights == [1.0] * 9
+
+
+def test_photo_degradations_are_off_by_default_and_change_crops_when_on(annotations):
+    """Noise, blur and JPEG augmentations: off by default (the other augmentations draw exactly
+    what they drew before them), deterministic per (seed, epoch, index), and they do degrade."""
+    from mivolo_lite.data.dataset import AugmentConfig
+    from mivolo_lite.training.trainer import augment_config
+
+    records = read_annotations(annotations / "utkface_train.csv", limit=4)
+    processor = MiVOLOLiteImageProcessor(size=64)
+    plain = AgeDataset(records, processor, train=True, seed=5)
+    explicit_off = AgeDataset(records, processor, train=True, seed=5,
+                              augment=AugmentConfig(noise_prob=0.0, blur_prob=0.0, jpeg_prob=0.0))
+    for i in range(4):
+        assert np.array_equal(plain[(i, 0)]["face_pixel_values"], explicit_off[(i, 0)]["face_pixel_values"])
+
+    noisy = AgeDataset(records, processor, train=True, seed=5,
+                       augment=augment_config({"noise_prob": 1.0, "noise_sigma": [12, 14]}))
+    a, b = noisy[(0, 0)]["face_pixel_values"], noisy[(0, 0)]["face_pixel_values"]
+    assert np.array_equal(a, b)  # a function of (seed, epoch, index)
+    # the same crop as without noise (geometry and colours are drawn first), plus 12-14 grey levels
+    # of noise: ~13 / 255 / 0.225 (the normalisation's std) in the model's units
+    added = (a - plain[(0, 0)]["face_pixel_values"]).std().item()
+    assert 0.15 < added < 0.3
+    jpeg = AgeDataset(records, processor, train=True, seed=5, augment=augment_config({"jpeg_prob": 1.0}))
+    assert not np.array_equal(jpeg[(0, 0)]["face_pixel_values"], plain[(0, 0)]["face_pixel_values"])
+    with pytest.raises(ValueError, match="noise_probability"):
+        augment_config({"noise_probability": 0.5})

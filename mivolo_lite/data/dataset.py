@@ -36,6 +36,13 @@ class AugmentConfig:
     color_jitter: float = 0.3
     grayscale_prob: float = 0.05
     low_res_prob: float = 0.25  # simulate small, far-away faces: downscale then upscale
+    # Degradations of old, scanned, compressed or night photos (off by default, so that recipes
+    # written before them draw the same augmentations): film grain or sensor noise, blur, and JPEG
+    # compression. Without them a model learns that a grainy skin is an old skin.
+    noise_prob: float = 0.0  # Gaussian noise of noise_sigma grey levels
+    noise_sigma: tuple[float, float] = (3.0, 14.0)
+    blur_prob: float = 0.0  # Gaussian blur of 0.4-1.5 px
+    jpeg_prob: float = 0.0  # re-encoded at a JPEG quality of 15-60
 
 
 def age_balance_weights(records: list[AnnotationRecord], bin_years: int = 5, power: float = 0.5) -> list[float]:
@@ -167,7 +174,24 @@ class AgeDataset(Dataset):
             small = max(12, int(s * rng.uniform(0.25, 0.7)))
             out = cv2.resize(cv2.resize(out, (small, small), interpolation=cv2.INTER_AREA), (s, s),
                              interpolation=cv2.INTER_LINEAR)
-        return out
+        return self._degrade(out, rng)
+
+    def _degrade(self, crop: np.ndarray, rng: random.Random) -> np.ndarray:
+        """Noise, blur, JPEG (each with its probability). A probability of 0 draws nothing, so the
+        other augmentations stay exactly what they were without these."""
+        a = self.augment
+        if a.blur_prob > 0 and rng.random() < a.blur_prob:
+            crop = cv2.GaussianBlur(crop, (0, 0), rng.uniform(0.4, 1.5))
+        if a.noise_prob > 0 and rng.random() < a.noise_prob:
+            sigma, draws = rng.uniform(*a.noise_sigma), np.random.default_rng(rng.getrandbits(32))
+            # film grain (the same in every channel) or a sensor's colour noise
+            noise = draws.normal(0, sigma, crop.shape[:2])[:, :, None] if rng.random() < 0.5 else \
+                draws.normal(0, sigma, crop.shape)
+            crop = np.clip(crop.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+        if a.jpeg_prob > 0 and rng.random() < a.jpeg_prob:
+            ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, rng.randint(15, 60)])
+            crop = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if ok else crop
+        return crop
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         """``key``: a sample index, or ``(index, epoch)`` from :class:`EpochShuffleSampler` with

@@ -46,6 +46,9 @@ class DataSection:
     teacher_embeddings: str | None = None
     # subtract the training faces' mean descriptor first (see data.teacher.centered_embeddings)
     center_teacher_embeddings: bool = False
+    # training augmentation: fields of mivolo_lite.data.dataset.AugmentConfig to change, e.g.
+    # {noise_prob: 0.2, jpeg_prob: 0.2, blur_prob: 0.1}
+    augment: dict = field(default_factory=dict)
 
 
 @dataclass

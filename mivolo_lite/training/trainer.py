@@ -12,6 +12,7 @@ Unreadable training images are skipped (zero weight) and counted in ``bad_images
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -29,7 +30,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from ..data.annotations import read_annotations
 from ..data.converters import convert_all
-from ..data.dataset import AgeDataset, EpochShuffleSampler
+from ..data.dataset import AgeDataset, AugmentConfig, EpochShuffleSampler
 from ..data.teacher import centered_embeddings, read_teacher_embeddings, read_teacher_labels, teacher_key
 from ..evaluation.inference import predict_batches
 from ..evaluation.metrics import summarize_predictions
@@ -149,6 +150,15 @@ def parameter_groups(model: torch.nn.Module, optim) -> list[dict]:
     return groups
 
 
+def augment_config(overrides: dict) -> AugmentConfig:
+    """``data.augment`` of a config onto the defaults; unknown names are errors."""
+    known = {f.name for f in dataclasses.fields(AugmentConfig)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ValueError(f"unknown key(s) in data.augment: {sorted(unknown)}; allowed: {sorted(known)}")
+    return AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
+
+
 def run_model_config(cfg: TrainConfig) -> MiVOLOLiteConfig:
     """The architecture a run trains: its starting model's (``model.init_from``, which may differ
     from any preset, e.g. a grown one) or else its preset with overrides."""
@@ -201,7 +211,7 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
     if embeddings is not None and cfg.data.center_teacher_embeddings:
         embeddings = centered_embeddings(embeddings, [teacher_key(r.image, r.face_box) for r in train_records
                                                       if r.face_box is not None])
-    train_ds = AgeDataset(train_records, processor, train=True,
+    train_ds = AgeDataset(train_records, processor, train=True, augment=augment_config(cfg.data.augment),
                           cache=cfg.data.cache_images, balance_ages=cfg.data.balance_ages, seed=cfg.seed,
                           teacher=teacher, age_range=(model_cfg.min_age, model_cfg.max_age),
                           source_weights=cfg.data.source_weights,
