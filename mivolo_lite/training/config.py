@@ -16,9 +16,11 @@ class ModelSection:
     # id or a shipped model's name ("mobile", "lite"), e.g. to fine-tune the shipped model on your
     # own data; preset is then ignored (overrides apply on top)
     init_from: str | None = None
-    # a converted face-pretrained trunk (tools/convert_faceres.py) copied into both branches' token
-    # stems of a fresh model (presets with backbone "mobilenet_v1"); ignored with init_from
+    # a converted face-pretrained trunk (tools/convert_faceres.py) copied into the token stems of
+    # pretrained_backbone_branches (presets with backbone "mobilenet_v1"); with init_from, it
+    # replaces the started model's trunk there (e.g. to refit one branch from a fresh trunk)
     pretrained_backbone: str | None = None
+    pretrained_backbone_branches: list[str] = field(default_factory=lambda: ["face", "body"])
 
 
 @dataclass

@@ -191,9 +191,11 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
                                                 dtype=torch.float32)
     else:
         model = MiVOLOLiteModel(model_cfg)
-        if cfg.model.pretrained_backbone:
-            loaded = load_pretrained_backbone(model, cfg.model.pretrained_backbone)
-            accelerator.print(f"pretrained trunks: {len(loaded)} tensors per branch from {cfg.model.pretrained_backbone}")
+    if cfg.model.pretrained_backbone:
+        branches = cfg.model.pretrained_backbone_branches
+        loaded = load_pretrained_backbone(model, cfg.model.pretrained_backbone, branches)
+        accelerator.print(f"pretrained trunk ({len(loaded)} tensors) from {cfg.model.pretrained_backbone} "
+                          f"into the {' and '.join(branches)} branch(es)")
     # a training-time setting of the model (transformers style, like a dropout rate); inert in eval mode
     model.config.branch_drop_prob = cfg.optim.branch_drop_prob
     objective = TrainingLoss.from_optim(cfg.optim)
