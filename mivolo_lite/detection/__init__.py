@@ -1,6 +1,7 @@
 """Person and face detectors behind one small interface, and face-to-body pairing."""
 
-from .base import Detections, Detector, build_detector
+from .base import Detections, Detector
 from .boxes import InvalidBoxesError
+from .factory import build_detector
 
 __all__ = ["Detections", "Detector", "InvalidBoxesError", "build_detector"]
