@@ -43,6 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "mivolo_lite" / "detection" / "models" / "centernet_person.onnx"
 HEATMAP, SIZES = "tower_0/keypoints", "tower_0/wh"
 PERSON = 0  # COCO class index of "person" in the heat map's 80 channels
+CLASS_WEIGHTS = "CenternetHead/centernet_cls_output/pointwise_weights"
+CLASS_BIASES = "CenternetHead/centernet_cls_output/biases"
 REFERENCE_SIZE = 512  # the TFJS graph's own input size (its resizes are constants for it)
 
 
@@ -52,10 +54,14 @@ class CenterNetPerson(torch.nn.Module):
     def __init__(self, model_json: Path):
         super().__init__()
         self.graph = TFJSGraph(model_json, [HEATMAP, SIZES], any_input_size=True)
+        # the class heat map's last 1x1 convolution computes the person channel alone (the 79
+        # others cost 8 % of the network's time at stride 4 and are never used)
+        for name in (CLASS_WEIGHTS, CLASS_BIASES):
+            self.graph.consts[name] = self.graph.consts[name][..., PERSON:PERSON + 1].contiguous()
 
     def forward(self, image: torch.Tensor):
         out = self.graph(image)
-        return out[HEATMAP][..., PERSON], out[SIZES]
+        return out[HEATMAP][..., 0], out[SIZES]
 
 
 def export(model_json: Path, output: Path) -> Path:
