@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from mivolo_lite._image_io import load_image  # noqa: E402
 from mivolo_lite.detection import build_detector  # noqa: E402
 from mivolo_lite.detection.opencv_detector import OpenCVDetector  # noqa: E402
+from mivolo_lite.detection.yunet import YuNet  # noqa: E402
 from mivolo_lite.evaluation.detection import BoxMatches, FaceMatches, group_photo, read_box_annotations  # noqa: E402
 
 SCENES = ("bus.jpg", "zidane.jpg")
@@ -169,14 +170,15 @@ def face_benchmark(args) -> dict:
     for n in args.grids:
         sets[f"group photo {n}x{n} ({200 * n}x{256 * n})"] = [group_photo(portraits, n)]
     detectors = {
-        f"blazeface, tiles {tuple(args.tile_grids)}": OpenCVDetector(blazeface_options={"tile_grids": tuple(args.tile_grids)}),
-        "haar (frontal + profile)": OpenCVDetector(face_model="haar"),
+        "yunet": YuNet(),
+        f"blazeface, tiles {tuple(args.tile_grids)}": OpenCVDetector(blazeface_options={"tile_grids": tuple(args.tile_grids)})._faces,
+        "haar (frontal + profile)": OpenCVDetector(face_model="haar")._faces,
     }
     results = {}
     print(f"{'photos':42} {'face model':26} {'recall':>7} {'false/img':>9} {'ms/img':>8}")
     for set_name, photos in sets.items():
         for det_name, det in detectors.items():
-            r = results.setdefault(set_name, {})[det_name] = measure(det._faces, photos)
+            r = results.setdefault(set_name, {})[det_name] = measure(det, photos)
             print(f"{set_name:42} {det_name:26} {r['recall']:7.3f} {r['false_per_image']:9.2f} {r['ms_per_image']:8.1f}",
                   flush=True)
     return results
