@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from mivolo_lite.evaluation.detection import BoxMatches, read_box_annotations
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(__file__).parent / "data" / "centernet_tfjs_reference.json"
+BACKENDS = ["opencv"] + (["onnxruntime"] if all(find_spec(m) for m in ("onnx", "onnxruntime")) else [])
 
 
 @pytest.fixture(scope="module")
@@ -61,14 +63,23 @@ def test_shipped_network_matches_the_original_tfjs_runtime():
     folder = REPO.parent / "shared" / "data" / "detection" / "coco128" / "images"
     if not folder.exists():
         pytest.skip("no detection/coco128 data")
-    net = CenterNetPersons().net
-    for photo in reference["photos"]:
-        image = letterboxed(np.asarray(load_image(folder / photo["file"])), reference["size"])
-        net.setInput(image[None])
-        heat, sizes = net.forward(["heatmap", "sizes"])
-        rows, cols = np.asarray(photo["cells"]).T
-        np.testing.assert_allclose(heat[0][rows, cols], photo["heat"], atol=1e-5)
-        np.testing.assert_allclose(sizes[0][rows, cols], photo["sizes"], atol=0.02)
+    for backend in BACKENDS:
+        run = CenterNetPersons(backend=backend)._run
+        for photo in reference["photos"]:
+            image = letterboxed(np.asarray(load_image(folder / photo["file"])), reference["size"])
+            heat, sizes = run(image[None])
+            rows, cols = np.asarray(photo["cells"]).T
+            np.testing.assert_allclose(heat[0][rows, cols], photo["heat"], atol=1e-5, err_msg=backend)
+            np.testing.assert_allclose(sizes[0][rows, cols], photo["sizes"], atol=0.02, err_msg=backend)
+
+
+def test_both_backends_find_the_same_people(assets):
+    if len(BACKENDS) < 2:
+        pytest.skip("onnxruntime or onnx not installed")
+    image = load_image(assets / "bus.jpg")  # portrait: a canvas unlike the file's export size
+    (a, sa), (b, sb) = (CenterNetPersons(backend=backend)(image) for backend in BACKENDS)
+    assert len(a) == 3 and torch.allclose(a, b, atol=0.01) and torch.allclose(sa, sb, atol=1e-5)
+    assert CenterNetPersons().backend == "onnxruntime"  # "auto" takes the faster one
 
 
 def test_finds_people_in_real_coco_photos(detector, coco128):
@@ -136,6 +147,8 @@ def test_detector_specs():
         build_detector(3)
     with pytest.raises(ValueError, match="input_size"):
         CenterNetPersons(input_size=16)
+    with pytest.raises(ValueError, match="backend"):
+        CenterNetPersons(backend="tensorrt")
 
 
 def test_the_interface_module_imports_no_backend():
