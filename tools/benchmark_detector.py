@@ -1,7 +1,8 @@
 """The offline detectors measured on real photos.
 
 Persons (default): on ``detection/coco128`` (128 COCO photos, 254 labelled people, small ones
-included), person recall and precision at IoU 0.5 at each detector's own threshold and AP50;
+included), person recall and precision at IoU 0.5 at each detector's own threshold, and AP50 of
+the boxes it keeps (so below the AP50 of its network over all scores);
 face precision against the machine-made face boxes there (IoU 0.4; many faces are unlabelled, so
 a detected face overlapping no labelled face is not necessarily false: the figure is a lower
 bound); what each detector finds on ultralytics' ``bus.jpg`` and ``zidane.jpg``; milliseconds
