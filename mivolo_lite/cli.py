@@ -30,12 +30,13 @@ def _predictor(args):
                                         batch_size=getattr(args, "batch_size", 32), **options)
 
 
-DETECTOR_CHOICES = "'opencv' (default, offline), 'yolo:<weights.pt or Hub repo id>' or a path to YOLO weights (.pt)"
+DETECTOR_CHOICES = ("'centernet' (default, offline), 'opencv' (older offline detector), "
+                    "'yolo:<weights.pt or Hub repo id>' or a path to YOLO weights (.pt)")
 
 
 def _detector_arg(value: str) -> str:
     """Checked at parse time: any other name used to be taken for a Hub id and failed late, obscurely."""
-    if value == "opencv" or value.startswith("yolo:") or value.endswith(".pt"):
+    if value in ("centernet", "opencv") or value.startswith("yolo:") or value.endswith(".pt"):
         return value
     raise argparse.ArgumentTypeError(f"unknown detector {value!r}; choose {DETECTOR_CHOICES}")
 
@@ -263,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", formatter_class=formatter, help="estimate age and gender in images, folders and videos")
     p.add_argument("paths", nargs="+", help="image/video files or folders (searched recursively)")
     _add_model_args(p)
-    p.add_argument("--detector", default="opencv", type=_detector_arg, help=DETECTOR_CHOICES)
+    p.add_argument("--detector", default="centernet", type=_detector_arg, help=DETECTOR_CHOICES)
     _add_backend_arg(p)
     p.add_argument("--output-dir", "-o", default="mivolo_out",
                    help="folder for predictions.csv, predictions.json and annotated/")
@@ -279,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-age", formatter_class=formatter, help="is each person at least THRESHOLD years old?")
     p.add_argument("paths", nargs="+")
     _add_model_args(p)
-    p.add_argument("--detector", default="opencv", type=_detector_arg, help=DETECTOR_CHOICES)
+    p.add_argument("--detector", default="centernet", type=_detector_arg, help=DETECTOR_CHOICES)
     _add_backend_arg(p)
     p.add_argument("--threshold", type=float, default=18)
     p.add_argument("--risk", type=float, default=0.05, help="accepted probability of a wrong over/under decision")

@@ -140,9 +140,10 @@ def _prune(folder: Path, keep: int = CACHE_KEEP) -> None:
         stale.unlink(missing_ok=True)
 
 
-def ort_session(path: str | Path, threads: int | None = None):
-    """An onnxruntime CPU session with full graph optimisation. ``threads`` defaults to torch's
-    thread count, so ``torch.set_num_threads`` governs both backends alike."""
+def ort_session(path: str | Path | bytes, threads: int | None = None):
+    """An onnxruntime CPU session with full graph optimisation (``path``: a file, or the model's
+    bytes). ``threads`` defaults to torch's thread count, so ``torch.set_num_threads`` governs
+    both backends alike."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -152,7 +153,8 @@ def ort_session(path: str | Path, threads: int | None = None):
     # Idle workers sleep instead of spinning: on a small CPU spinning threads steal the cores the
     # detector and torch need between two estimator calls.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
 
 
 class OnnxEstimator:

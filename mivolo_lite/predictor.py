@@ -59,8 +59,9 @@ class AgePredictor:
     def from_pretrained(cls, name_or_path: str | Path | None = None, device: str = "cpu", detector=None,
                         revision: str | None = None, **kwargs) -> "AgePredictor":
         """``name_or_path``: ``None`` (the default model shipped in the package, works offline), a
-        local folder, or a Hugging Face Hub repo id. ``detector``: ``None``/``"opencv"`` (offline
-        default), ``"yolo:<weights.pt or repo id>"``, or a :class:`~mivolo_lite.detection.Detector`. ``backend``:
+        local folder, or a Hugging Face Hub repo id. ``detector``: ``None``/``"centernet"`` (offline
+        default, shipped in the package), ``"opencv"``, ``"yolo:<weights.pt or repo id>"``, or a
+        :class:`~mivolo_lite.detection.Detector`. ``backend``:
         ``"auto"`` (default: onnx on CPU when onnxruntime is installed, else torch), ``"torch"`` or
         ``"onnx"`` (onnxruntime, CPU only; the graph is exported on first use and cached).
         ``precision`` (torch backend): ``"auto"`` (bf16 autocast on a GPU for models of 10 M
@@ -219,7 +220,7 @@ class AgePredictor:
 
     def __repr__(self) -> str:
         c = self.model.config
-        return (f"AgePredictor(preset={c.preset!r}, device={self.device}, detector={self._detector_spec or 'opencv'}, "
+        return (f"AgePredictor(preset={c.preset!r}, device={self.device}, detector={self._detector_spec or 'centernet'}, "
                 f"calibrated={self.is_calibrated})")
 
 

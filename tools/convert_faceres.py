@@ -31,46 +31,13 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 import numpy as np
 
-_DTYPES = {"float32": np.float32, "int32": np.int32, "float16": np.float16, "bool": np.bool_}
-_QDTYPES = {"uint8": np.uint8, "uint16": np.uint16, "float16": np.float16}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def read_tfjs_weights(model_json: Path) -> Tuple[dict, Dict[str, np.ndarray]]:
-    """Graph json and its weights (dequantised to float32 / kept int32) by name."""
-    model = json.loads(Path(model_json).read_text())
-    base = Path(model_json).parent
-    weights: Dict[str, np.ndarray] = {}
-    for group in model["weightsManifest"]:
-        buf = b"".join((base / p).read_bytes() for p in group["paths"])
-        off = 0
-        for spec in group["weights"]:
-            shape = [int(s) for s in spec["shape"]]
-            count = int(np.prod(shape)) if shape else 1
-            q = spec.get("quantization")
-            if q:
-                qd = np.dtype(_QDTYPES[q["dtype"]]).newbyteorder("<")
-                raw = np.frombuffer(buf, dtype=qd, count=count, offset=off)
-                off += raw.nbytes
-                if q["dtype"] == "float16":
-                    arr = raw.astype(np.float32)
-                else:
-                    scale = float(q.get("scale", 1.0))
-                    minimum = float(q.get("min", 0.0))
-                    arr = raw.astype(np.float32) * scale + minimum
-                    if spec["dtype"] == "int32":
-                        arr = np.round(arr).astype(np.int32)
-            else:
-                dt = np.dtype(_DTYPES[spec["dtype"]]).newbyteorder("<")
-                arr = np.frombuffer(buf, dtype=dt, count=count, offset=off)
-                off += arr.nbytes
-            weights[spec["name"]] = np.array(arr).reshape(shape)
-        if off != len(buf):
-            raise ValueError(f"weights group {group['paths']}: read {off} of {len(buf)} bytes")
-    return model, weights
+from tfjs_graph import read_tfjs_weights  # noqa: E402  (tools/ is on sys.path, see above)
 
 
 def _strides(model: dict) -> Dict[str, int]:

@@ -1,20 +1,25 @@
-"""``build_detector``: a detector from a name, a weights path or an instance.
-
-It lives apart from :mod:`.base` because it imports the backends, and the backends import the
-interface from :mod:`.base`: a factory inside the base module would make the two import each other.
-"""
+"""``build_detector``: a detector from its spec string. Kept apart from :mod:`.base`, which the
+backends import, so that the interface module imports no backend (no import cycle)."""
 
 from __future__ import annotations
 
 from .base import Detector
 
+DETECTOR_SPECS = "None/'centernet' (offline default), 'opencv', 'yolo:<weights>' or a Detector"
+
 
 def build_detector(spec=None, device: str = "cpu") -> Detector:
-    """``None``/``"opencv"`` -> the offline OpenCV detector; ``"yolo:<path or hub repo id>"`` (or a
-    path ending in ``.pt``) -> ultralytics YOLO; a :class:`Detector` instance is returned as is."""
+    """``None``/``"centernet"`` -> the offline default (CenterNet persons + YuNet faces,
+    shipped in the package); ``"opencv"`` -> the older offline OpenCV detector (HOG people);
+    ``"yolo:<path or hub repo id>"`` (or a path ending in ``.pt``) -> ultralytics YOLO; a
+    :class:`Detector` instance is returned as is."""
     if isinstance(spec, Detector):
         return spec
-    if spec is None or spec == "opencv":
+    if spec is None or spec == "centernet":
+        from .centernet_detector import CenterNetDetector
+
+        return CenterNetDetector()
+    if spec == "opencv":
         from .opencv_detector import OpenCVDetector
 
         return OpenCVDetector()
@@ -24,4 +29,4 @@ def build_detector(spec=None, device: str = "cpu") -> Detector:
         from .yolo_detector import YOLODetector
 
         return YOLODetector(spec, device=device)
-    raise TypeError(f"detector must be None, 'opencv', 'yolo:<weights>' or a Detector, got {type(spec).__name__}")
+    raise TypeError(f"detector must be {DETECTOR_SPECS}, got {type(spec).__name__}")

@@ -15,10 +15,11 @@ import cv2
 import numpy as np
 import torch
 
-from .base import Detections, Detector, all_faces_at_least, nms
+from .base import Detections, OpenCVRunDetector, all_faces_at_least, nms
+from .pairing import add_persons_for_faces
 
 
-class OpenCVDetector(Detector):
+class OpenCVDetector(OpenCVRunDetector):
     """``face_model``: ``"blazeface"`` (default: fast, finds profiles) or ``"haar"`` (OpenCV's
     frontal + profile cascades; ``face_max_side`` and the scale-step and neighbour arguments apply
     to it alone).
@@ -127,35 +128,6 @@ class OpenCVDetector(Detector):
         keep = nms(b, s, 0.4)
         return b[keep], s[keep]
 
-    @staticmethod
-    def _persons_from_faces(face_boxes, face_scores, person_boxes, person_scores):
-        """HOG only finds whole standing people; in close-ups and portraits it finds nobody. For
-        each face that no detected person contains, add a head-and-torso box below it (a face
-        is about 1/3 of the shoulder width), scored at half the face's score."""
-        if face_boxes.numel() == 0:
-            return person_boxes, person_scores
-        from .pairing import face_in_body_scores
-
-        covered = (face_in_body_scores(face_boxes, person_boxes) >= 0.8).any(dim=1) if person_boxes.numel() else \
-            torch.zeros(len(face_boxes), dtype=torch.bool)
-        f = face_boxes[~covered]
-        if f.numel() == 0:
-            return person_boxes, person_scores
-        w, h = f[:, 2] - f[:, 0], f[:, 3] - f[:, 1]
-        extra = torch.stack([f[:, 0] - w, f[:, 1] - 0.5 * h, f[:, 2] + w, f[:, 3] + 3.0 * h], dim=1)
-        return torch.cat([person_boxes, extra]), torch.cat([person_scores, face_scores[~covered] * 0.5])
-
-    def detect(self, image: np.ndarray) -> Detections:
-        # Importing ultralytics sets OpenCV to one thread (cv2.setNumThreads(0), for its data
-        # loaders); detection here runs in the caller's process and may use as many threads as
-        # torch does (HOG 40 % and BlazeFace 20 % faster on 2 cores). Restored afterwards.
-        previous = cv2.getNumThreads()
-        cv2.setNumThreads(max(1, torch.get_num_threads()))
-        try:
-            return self._detect(image)
-        finally:
-            cv2.setNumThreads(previous)
-
     def _detect(self, image: np.ndarray) -> Detections:
         face_boxes, face_scores = self._faces(image)
         if self.closeup_face_fraction is not None and all_faces_at_least(face_boxes, self.closeup_face_fraction,
@@ -164,5 +136,6 @@ class OpenCVDetector(Detector):
         else:
             person_boxes, person_scores = self._bodies(image)
         if self.persons_from_faces:
-            person_boxes, person_scores = self._persons_from_faces(face_boxes, face_scores, person_boxes, person_scores)
+            # HOG only finds whole standing people; in close-ups and portraits it finds nobody
+            person_boxes, person_scores = add_persons_for_faces(face_boxes, face_scores, person_boxes, person_scores)
         return Detections(person_boxes, person_scores, face_boxes, face_scores).clipped(image.shape[1], image.shape[0])

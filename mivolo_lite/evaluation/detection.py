@@ -54,3 +54,77 @@ def group_photo(portraits: list[tuple[np.ndarray, torch.Tensor]], n: int, cell: 
                      + torch.tensor([x, y, x, y], dtype=torch.float32))
     rows = [np.concatenate(cells[r * n:(r + 1) * n], axis=1) for r in range(n)]
     return np.ascontiguousarray(np.concatenate(rows, axis=0)), torch.stack(boxes)
+
+
+def read_box_annotations(csv_path) -> dict[str, dict[str, torch.Tensor]]:
+    """``file,kind,x1,y1,x2,y2[,source]`` rows -> ``{file: {kind: (N, 4) boxes}}``; files are as
+    written in the CSV (relative to its folder). Every file appears, with empty tensors for the
+    kinds it lacks, so photos with nobody count too when listed."""
+    import csv
+    from pathlib import Path
+
+    out: dict[str, dict[str, list]] = {}
+    with open(Path(csv_path), newline="") as f:
+        for row in csv.DictReader(f):
+            boxes = out.setdefault(row["file"], {})
+            boxes.setdefault(row["kind"], []).append([float(row[k]) for k in ("x1", "y1", "x2", "y2")])
+    return {file: {kind: torch.tensor(b, dtype=torch.float32).reshape(-1, 4) for kind, b in kinds.items()}
+            for file, kinds in out.items()}
+
+
+@dataclass
+class BoxMatches:
+    """Greedy one-to-one matching of scored detections to labelled boxes at an IoU, as in COCO's
+    AP50: detections by descending score, each takes the unmatched labelled box it overlaps most
+    (at least ``iou``). Keeps every detection's score, so precision and recall can be read at any
+    score threshold afterwards (:meth:`at`) and AP50 computed (:meth:`average_precision`)."""
+
+    iou: float = 0.5
+    labelled: int = 0
+    images: int = 0
+
+    def __post_init__(self):
+        self._scores: list[float] = []
+        self._hits: list[bool] = []
+
+    def add(self, boxes, scores, truth) -> "BoxMatches":
+        boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+        scores = torch.as_tensor(scores, dtype=torch.float32).reshape(-1)
+        truth = torch.as_tensor(truth, dtype=torch.float32).reshape(-1, 4)
+        self.labelled += len(truth)
+        self.images += 1
+        order = scores.argsort(descending=True)
+        overlap = box_iou(boxes[order], truth) if len(truth) and len(boxes) else torch.zeros(len(boxes), len(truth))
+        taken = torch.zeros(len(truth), dtype=torch.bool)
+        for row, i in enumerate(order.tolist()):
+            hit = False
+            if len(truth):
+                candidates = overlap[row].masked_fill(taken, -1)
+                j = int(candidates.argmax())
+                if candidates[j] >= self.iou:
+                    taken[j], hit = True, True
+            self._scores.append(float(scores[i]))
+            self._hits.append(hit)
+        return self
+
+    def at(self, threshold: float) -> dict:
+        """Recall, precision and counts of the detections scored at least ``threshold``."""
+        kept = [h for s, h in zip(self._scores, self._hits) if s >= threshold]
+        found = sum(kept)
+        return {"threshold": threshold, "recall": found / max(self.labelled, 1),
+                "precision": found / max(len(kept), 1), "found": found, "false": len(kept) - found,
+                "labelled": self.labelled, "images": self.images}
+
+    def average_precision(self) -> float:
+        """COCO-style AP at this IoU: area under the precision envelope, 101 recall points."""
+        if not self.labelled:
+            return 0.0
+        order = np.argsort(-np.asarray(self._scores), kind="stable")
+        hits = np.asarray(self._hits, dtype=float)[order]
+        tp = np.cumsum(hits)
+        recall = tp / self.labelled
+        precision = tp / np.arange(1, len(hits) + 1)
+        envelope = np.maximum.accumulate(precision[::-1])[::-1] if len(precision) else precision
+        points = np.linspace(0, 1, 101)
+        idx = np.searchsorted(recall, points, side="left")
+        return float(np.mean([envelope[i] if i < len(envelope) else 0.0 for i in idx]))
