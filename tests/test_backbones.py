@@ -54,10 +54,11 @@ def test_pretrained_weights_go_into_both_branches_and_bad_files_are_refused(face
     model = MiVOLOLiteModel(mobile_config())
     loaded = load_pretrained_backbone(model, path)
     assert "stem.conv.weight" in loaded and len(loaded) == len(reference.trunk.state_dict())
+    assert torch.equal(model.face_encoder.stem.trunk.blocks[12].pw.conv.weight, reference.trunk.blocks[12].pw.conv.weight)
     for branch in (model.face_encoder, model.body_encoder):
-        assert torch.equal(branch.stem.trunk.blocks[12].pw.conv.weight, reference.trunk.blocks[12].pw.conv.weight)
+        assert torch.equal(branch.stem.trunk.blocks[10].pw.conv.weight, reference.trunk.blocks[10].pw.conv.weight)
     # a stride-16 stem takes the blocks it has and skips the stride-32 ones
-    short = MiVOLOLiteModel(mobile_config(backbone_stride=16))
+    short = MiVOLOLiteModel(mobile_config(backbone_stride=16, body_backbone_stride=None))
     load_pretrained_backbone(short, path)
     assert len(short.face_encoder.stem.trunk.blocks) == 11
     assert short.face_encoder.stem(torch.zeros(1, 3, 64, 64)).shape == (1, 4, 4, 32)
@@ -111,3 +112,20 @@ def test_mobile_model_exports_to_onnx_and_matches_torch(tmp_path, faceres_file):
     with torch.no_grad():
         expected = model(face, body, fm, bm).age_probs
     assert torch.allclose(torch.from_numpy(probs), expected, atol=1e-4)
+
+
+def test_the_body_branch_can_read_the_stride16_map_pooled_to_the_same_grid(faceres_file):
+    """The face trunk's last block is nearly silent on bodies; preset mobile's body branch reads
+    block 11's stride-16 map, average-pooled to the face branch's grid."""
+    reference, path = faceres_file
+    model = MiVOLOLiteModel(mobile_config()).eval()
+    assert model.config.body_backbone_stride == 16
+    load_pretrained_backbone(model, path)
+    body = model.body_encoder.stem
+    assert len(body.trunk.blocks) == 11 and len(model.face_encoder.stem.trunk.blocks) == 13
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert body(x).shape == model.face_encoder.stem(x).shape == (2, 2, 2, 32)
+        caffe = MobileNetV1TokenStem.to_caffe_pixels(x)
+        expected = torch.nn.functional.avg_pool2d(reference.trunk(caffe)["stride16"], 2)
+        assert torch.allclose(body(x), body.norm(body.proj(expected).permute(0, 2, 3, 1)), atol=1e-4)

@@ -27,14 +27,20 @@ class MobileNetV1TokenStem(nn.Module):
     Our image processor feeds ImageNet-normalised RGB; the FaceRes trunk was trained on "caffe"
     pixels (BGR, 0..255, minus the ImageNet mean). The affine map between the two runs first, so the
     pretrained filters see what they were trained on and the processor stays the same for every
-    preset. ``stride`` 16 stops after block 11 (``[N, 512, H/16, W/16]``), 32 runs all 13 blocks.
+    preset. ``stride`` 16 stops after block 11 (``[N, 512, H/16, W/16]``), 32 runs all 13 blocks;
+    ``token_stride`` (default: ``stride``) may be coarser, the map then average-pooled to it, so that
+    a branch reading the stride-16 map gives the same token grid as one reading the stride-32 map.
     """
 
-    def __init__(self, embed_dim: int, stride: int = 32):
+    def __init__(self, embed_dim: int, stride: int = 32, token_stride: int | None = None):
         super().__init__()
         if stride not in (16, 32):
             raise ValueError(f"backbone_stride must be 16 or 32 for mobilenet_v1, got {stride}")
+        token_stride = token_stride or stride
+        if token_stride % stride:
+            raise ValueError(f"the token stride {token_stride} must be a multiple of the feature map's {stride}")
         self.stride = stride
+        self.pool = nn.AvgPool2d(token_stride // stride) if token_stride > stride else nn.Identity()
         blocks_used = STRIDE16_BLOCK if stride == 16 else None
         self.trunk = MobileNetV1()
         if blocks_used is not None:  # drop the stride-32 blocks: no dead weights in the file
@@ -56,23 +62,25 @@ class MobileNetV1TokenStem(nn.Module):
         x = self.trunk.stem(self.to_caffe_pixels(x))
         for block in self.trunk.blocks:
             x = block(x)
-        return self.norm(self.proj(x).permute(0, 2, 3, 1))
+        return self.norm(self.proj(self.pool(x)).permute(0, 2, 3, 1))
 
 
-def _conv_stem(config: MiVOLOLiteConfig) -> nn.Module:
+def _conv_stem(config: MiVOLOLiteConfig, branch: str) -> nn.Module:
     return ConvPatchStem(config.in_chans, config.stem_channels, config.stem_strides, config.stem_blocks_per_stage,
                          config.patch_size, config.stage_dims[0])
 
 
-def _mobilenet_v1_stem(config: MiVOLOLiteConfig) -> nn.Module:
-    return MobileNetV1TokenStem(config.stage_dims[0], config.backbone_stride)
+def _mobilenet_v1_stem(config: MiVOLOLiteConfig, branch: str) -> nn.Module:
+    stride = config.body_backbone_stride if branch == "body" and config.body_backbone_stride else config.backbone_stride
+    return MobileNetV1TokenStem(config.stage_dims[0], stride, token_stride=config.total_stride)
 
 
 TOKEN_STEMS = {"conv": _conv_stem, "mobilenet_v1": _mobilenet_v1_stem}
 
 
-def build_token_stem(config: MiVOLOLiteConfig) -> nn.Module:
-    return TOKEN_STEMS[config.backbone](config)
+def build_token_stem(config: MiVOLOLiteConfig, branch: str = "face") -> nn.Module:
+    """The token stem of one input branch ("face" or "body")."""
+    return TOKEN_STEMS[config.backbone](config, branch)
 
 
 def load_pretrained_backbone(model: nn.Module, path: str | Path, branches=("face", "body")) -> list[str]:

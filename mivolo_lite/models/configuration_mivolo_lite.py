@@ -47,11 +47,13 @@ PRESETS: dict[str, dict] = {
     # MobileNet-v1 of HSE FaceRes (VGGFace2 faces; tools/convert_faceres.py), whose stride-32 map at
     # 160 px is a 5x5 grid of 1024-d features, projected to 256; one private transformer block per
     # input, cross-attention fusion, two shared blocks, class attention. 160 px, not the trunk's
-    # 224: half the work per crop (290 vs 568 M multiply-adds) for the CPU speed budget.
+    # 224: half the work per crop (290 vs 568 M multiply-adds) for the CPU speed budget. The body
+    # branch reads the stride-16 map, pooled to 5x5: the last block is nearly silent on bodies.
     "mobile": dict(
         image_size=160,
         backbone="mobilenet_v1",
         backbone_stride=32,
+        body_backbone_stride=16,
         branch_depth=1,
         stage_types=["transformer"],
         stage_depths=[2],
@@ -82,7 +84,9 @@ class MiVOLOLiteConfig(PretrainedConfig):
     that range are clipped. ``age_estimate`` is the point read off it (see ``AGE_ESTIMATES``:
     ``"median"``, the default, or ``"mean"``). ``backbone`` picks each input's token stem (``BACKBONES``):
     ``"conv"`` (from scratch; ``stem_*`` and ``patch_size`` shape it) or ``"mobilenet_v1"`` (the
-    face-pretrained FaceRes trunk; ``backbone_stride`` 16 or 32 picks its feature map). ``age_calibration`` holds the conformal calibration (see
+    face-pretrained FaceRes trunk; ``backbone_stride`` 16 or 32 picks its feature map, and
+    ``body_backbone_stride`` the body branch's, average-pooled to the same token grid when finer:
+    the face trunk's last block is nearly silent on bodies, 98 % of its outputs zero). ``age_calibration`` holds the conformal calibration (see
     :mod:`mivolo_lite.calibration`) so that it travels with the weights. ``face_embedding_dim`` > 0
     adds a training-only head that regresses a face-recognition descriptor of that size from the
     face encoder's tokens (feature distillation, ``optim.embedding_distill_weight``); 0: none.
@@ -100,6 +104,7 @@ class MiVOLOLiteConfig(PretrainedConfig):
         in_chans: int = 3,
         backbone: str = "conv",
         backbone_stride: int = 32,
+        body_backbone_stride: int | None = None,
         stem_channels: list[int] | None = None,
         stem_strides: list[int] | None = None,
         stem_blocks_per_stage: int = 0,
@@ -130,6 +135,7 @@ class MiVOLOLiteConfig(PretrainedConfig):
             raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
         self.backbone = backbone
         self.backbone_stride = backbone_stride
+        self.body_backbone_stride = body_backbone_stride
         self.stem_channels = list(stem_channels or [16, 32, 64])
         self.stem_strides = list(stem_strides or [2] * len(self.stem_channels))
         self.stem_blocks_per_stage = stem_blocks_per_stage

@@ -70,10 +70,10 @@ class BranchEncoder(nn.Module):
     """One input's private path: token stem (``config.backbone``), position embedding, a few
     transformer blocks."""
 
-    def __init__(self, config: MiVOLOLiteConfig, drop_paths: list[float]):
+    def __init__(self, config: MiVOLOLiteConfig, drop_paths: list[float], branch: str = "face"):
         super().__init__()
         dim = config.stage_dims[0]
-        self.stem = build_token_stem(config)
+        self.stem = build_token_stem(config, branch)
         grid = config.image_size // config.total_stride
         self.pos_embed = nn.Parameter(torch.zeros(1, grid, grid, dim))
         self.blocks = nn.Sequential(*[
@@ -118,8 +118,8 @@ class MiVOLOLiteModel(MiVOLOLitePreTrainedModel):
         drop_paths = _stochastic_depths(config)
         branch_dp, stage_dp = drop_paths[: config.branch_depth], drop_paths[config.branch_depth:]
         dim0 = config.stage_dims[0]
-        self.face_encoder = BranchEncoder(config, branch_dp)
-        self.body_encoder = BranchEncoder(config, branch_dp)
+        self.face_encoder = BranchEncoder(config, branch_dp, "face")
+        self.body_encoder = BranchEncoder(config, branch_dp, "body")
         # Stand-ins for a branch whose input is absent (learned, one vector broadcast over the grid).
         self.missing_face = nn.Parameter(torch.zeros(1, 1, 1, dim0))
         self.missing_body = nn.Parameter(torch.zeros(1, 1, 1, dim0))

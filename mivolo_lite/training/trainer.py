@@ -187,8 +187,9 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
     model_cfg = run_model_config(cfg)
     if cfg.model.init_from:
         # fp32 master weights whatever the start was stored in (the shipped model: fp16)
+        # overrides may change a layer's shape (e.g. body_backbone_stride): those layers start afresh
         model = MiVOLOLiteModel.from_pretrained(resolve_model(cfg.model.init_from), config=model_cfg, use_safetensors=True,
-                                                dtype=torch.float32)
+                                                dtype=torch.float32, ignore_mismatched_sizes=bool(cfg.model.overrides))
     else:
         model = MiVOLOLiteModel(model_cfg)
     if cfg.model.pretrained_backbone:
