@@ -30,13 +30,16 @@ def _predictor(args):
                                         batch_size=getattr(args, "batch_size", 32), **options)
 
 
-DETECTOR_CHOICES = ("'centernet' (default, offline), 'opencv' (older offline detector), "
+DETECTOR_CHOICES = ("'centernet' (default, offline), 'centernet-accurate' (finds more people, slower), "
+                    "'opencv' (older offline detector), "
                     "'yolo:<weights.pt or Hub repo id>' or a path to YOLO weights (.pt)")
 
 
 def _detector_arg(value: str) -> str:
     """Checked at parse time: any other name used to be taken for a Hub id and failed late, obscurely."""
-    if value in ("centernet", "opencv") or value.startswith("yolo:") or value.endswith(".pt"):
+    from .detection.factory import BUILT_IN_DETECTORS
+
+    if value in BUILT_IN_DETECTORS or value.startswith("yolo:") or value.endswith(".pt"):
         return value
     raise argparse.ArgumentTypeError(f"unknown detector {value!r}; choose {DETECTOR_CHOICES}")
 

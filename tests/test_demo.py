@@ -35,7 +35,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 MAX_UPLOAD_MB = 2
 MODEL = "mivolo-lite-cpu (shipped default)"
-DETECTOR = "opencv (built in, offline)"
+DETECTOR = "centernet (built in, offline)"  # the default detector, offered first
 DECISIONS = {"over", "under", "uncertain"}
 ROWS = "#persons-table [role=row]:has([role=gridcell])"  # Gradio's (virtual) table rows, by ARIA role
 
@@ -143,7 +143,8 @@ def test_model_and_detector_choices_are_local_only(tmp_path, monkeypatch):
     monkeypatch.delenv("MIVOLO_DEMO_MODELS", raising=False)
     monkeypatch.delenv("MIVOLO_DEMO_YOLO_WEIGHTS", raising=False)
     assert available_models() == {MODEL: None}
-    assert available_detectors() == {DETECTOR: "opencv"}
+    assert available_detectors() == {DETECTOR: "centernet", "opencv (built in, offline)": "opencv"}
+    assert list(available_detectors())[0] == DETECTOR
     with pytest.raises(ModelNotFoundError, match="not a local model folder"):
         available_models(["some-user/some-hub-repo"])  # a Hub id is never fetched by the demo
     (tmp_path / "empty").mkdir()
@@ -155,7 +156,8 @@ def test_model_and_detector_choices_are_local_only(tmp_path, monkeypatch):
     weights.write_bytes(b"x")  # listed only, not loaded
     monkeypatch.setenv("MIVOLO_DEMO_YOLO_WEIGHTS", os.pathsep.join([str(weights), str(tmp_path / "gone.pt")]))
     monkeypatch.setenv("MIVOLO_DEMO_MODELS", str(tmp_path / "missing-model"))
-    assert available_detectors() == {DETECTOR: "opencv", "YOLO face.pt": f"yolo:{weights.resolve()}"}
+    assert available_detectors() == {DETECTOR: "centernet", "opencv (built in, offline)": "opencv",
+                                     "YOLO face.pt": f"yolo:{weights.resolve()}"}
     assert available_models() == {MODEL: None}  # unusable folders from the environment are skipped
 
 

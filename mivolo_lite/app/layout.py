@@ -10,7 +10,7 @@ from typing import Iterable
 
 from ._gradio import import_gradio
 from .callbacks import DemoCallbacks
-from .pool import OPENCV_LABEL, PredictorPool, available_detectors, available_models
+from .pool import CENTERNET_LABEL, PredictorPool, available_detectors, available_models
 from .render import persons_table, tracks_table
 
 DEFAULT_MAX_UPLOAD_MB = 25.0
@@ -67,7 +67,7 @@ def build_app(models: Iterable[str | Path] | str | Path | None = None,
     first_model = _first_model(models, model_choices)
     pool = PredictorPool(model_choices, detector_choices, device=device, max_pixels=max_pixels)
     if preload:
-        pool.get(first_model, OPENCV_LABEL)
+        pool.get(first_model, CENTERNET_LABEL)
     pixel_limit = max_pixels or MAX_IMAGE_PIXELS
     work_dir = Path(tempfile.mkdtemp(prefix="mivolo_demo_"))  # annotated videos before Gradio caches them
     callbacks = DemoCallbacks(pool, max_pixels, max_upload_mb, time_limit_s, work_dir)
@@ -84,7 +84,7 @@ def build_app(models: Iterable[str | Path] | str | Path | None = None,
                                                             if time_limit_s else "."))
         with gr.Row():
             model_dd = gr.Dropdown(list(model_choices), value=first_model, label="Model", elem_id="model")
-            detector_dd = gr.Dropdown(list(detector_choices), value=OPENCV_LABEL, label="Detector",
+            detector_dd = gr.Dropdown(list(detector_choices), value=CENTERNET_LABEL, label="Detector",
                                       elem_id="detector")
         with gr.Tab("Photo", elem_id="photo-tab"):
             with gr.Row():

@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 ENV_MODELS = "MIVOLO_DEMO_MODELS"
 ENV_YOLO_WEIGHTS = "MIVOLO_DEMO_YOLO_WEIGHTS"
 DEFAULT_MODEL_LABEL = "mivolo-lite-cpu (shipped default)"
+CENTERNET_LABEL = "centernet (built in, offline)"  # the library's default detector, offered first
 OPENCV_LABEL = "opencv (built in, offline)"
 
 
@@ -63,11 +64,12 @@ def available_models(models: Iterable[str | Path | None] | str | Path | None = N
 
 
 def available_detectors(yolo_weights: Iterable[str | Path] | str | Path | None = None) -> dict[str, str]:
-    """Label -> detector spec: ``opencv`` plus each existing local YOLO ``.pt`` file (given ones
-    must exist; missing ones from ``$MIVOLO_DEMO_YOLO_WEIGHTS`` are skipped with a warning)."""
+    """Label -> detector spec: ``centernet`` (the default, first), ``opencv``, then each existing
+    local YOLO ``.pt`` file (given ones must exist; missing ones from ``$MIVOLO_DEMO_YOLO_WEIGHTS``
+    are skipped with a warning)."""
     if yolo_weights is None or isinstance(yolo_weights, (str, Path)):
         yolo_weights = [yolo_weights] if yolo_weights is not None else []
-    out = {OPENCV_LABEL: "opencv"}
+    out = {CENTERNET_LABEL: "centernet", OPENCV_LABEL: "opencv"}
     given = [(w, True) for w in yolo_weights]
     for spec, strict in given + [(w, False) for w in _split_env(ENV_YOLO_WEIGHTS)]:
         spec = str(spec)
