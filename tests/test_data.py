@@ -143,3 +143,11 @@ def test_photo_degradations_are_off_by_default_and_change_crops_when_on(annotati
     assert not np.array_equal(jpeg[(0, 0)]["face_pixel_values"], plain[(0, 0)]["face_pixel_values"])
     with pytest.raises(ValueError, match="noise_probability"):
         augment_config({"noise_probability": 0.5})
+
+
+def test_evenly_spaced_rows_cover_a_sorted_file():
+    from mivolo_lite.data.annotations import evenly_spaced
+
+    rows = list(range(100))  # e.g. a label file sorted by age
+    assert evenly_spaced(rows, 4) == [0, 25, 50, 75]
+    assert evenly_spaced(rows, None) == rows and evenly_spaced(rows, 500) == rows

@@ -68,12 +68,13 @@ def write_teacher_labels(path, records):
 
 
 def test_two_process_training_checkpoints_and_resumes(tmp_path, annotations):
-    from mivolo_lite.data.annotations import read_annotations
+    from mivolo_lite.data.annotations import evenly_spaced, read_annotations
 
     out = tmp_path / "run"
     config = tmp_path / "tiny.yaml"
     teacher = tmp_path / "teacher.csv"
-    write_teacher_labels(teacher, read_annotations(annotations / "utkface_train.csv")[:10])
+    # the run takes 16 rows spread over each file (limit_per_csv); the teacher labels 10 of them
+    write_teacher_labels(teacher, evenly_spaced(read_annotations(annotations / "utkface_train.csv"), 16)[:10])
     config.write_text(CONFIG.format(out=out, ann=annotations, teacher=teacher))
     first = launch(config, "--max-steps", "4")
     assert first.returncode == 0, first.stderr[-3000:]
@@ -140,11 +141,11 @@ def test_feature_distillation_run_adds_the_head_to_a_saved_model_and_logs_its_lo
     import numpy as np
     from safetensors.torch import load_file
 
-    from mivolo_lite.data.annotations import read_annotations
+    from mivolo_lite.data.annotations import evenly_spaced, read_annotations
 
     start = tmp_path / "start"
     tiny_model.save_pretrained(start)
-    faces = read_annotations(annotations / "utkface_train.csv")[:6]
+    faces = evenly_spaced(read_annotations(annotations / "utkface_train.csv"), 8)[:6]  # 6 of the run's 8 faces
     descriptors = tmp_path / "desc.npz"
     np.savez(descriptors, image=np.array([r.image for r in faces]), box=np.array([r.face_box for r in faces], float),
              desc=np.random.default_rng(0).normal(size=(6, 2, 6)).astype(np.float32))

@@ -80,6 +80,16 @@ def _box_text(box) -> str:
     return "" if box is None else " ".join(f"{v:.1f}" for v in box)
 
 
+def evenly_spaced(records: list, n: int | None) -> list:
+    """``n`` records spread evenly over the list (every k-th), all of them when ``n`` is None/0 or
+    at least their number: a quick run on part of a file that is sorted (by age, by set) still
+    sees all of it."""
+    if not n or n >= len(records):
+        return list(records)
+    step = len(records) / n
+    return [records[int(i * step)] for i in range(n)]
+
+
 def read_annotations(path: str | Path, limit: int | None = None) -> list[AnnotationRecord]:
     """Read an annotation CSV; image paths are resolved against the CSV's folder. ``limit``: the
     first that many rows (None or 0: all), for quick runs."""

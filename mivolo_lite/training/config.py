@@ -32,7 +32,8 @@ class DataSection:
     shared_root: str | None = None
     sets: list[str] = field(default_factory=lambda: ["utkface", "aaf", "peta"])
     annotations_dir: str | None = None  # default: <output_dir>/annotations
-    limit_per_csv: int | None = None  # first N rows of each CSV (smoke tests)
+    # N rows of each CSV, spread evenly over it (quick runs; files are often sorted, e.g. by age)
+    limit_per_csv: int | None = None
     cache_images: bool = True
     num_workers: int = 1
     balance_ages: bool = True

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from ..data.annotations import read_annotations
+from ..data.annotations import evenly_spaced, read_annotations
 from ..data.converters import convert_all
 from ..data.dataset import AgeDataset, AugmentConfig, EpochShuffleSampler
 from ..data.teacher import centered_embeddings, read_teacher_embeddings, read_teacher_labels, teacher_key
@@ -75,7 +75,7 @@ def _csv_lists(cfg: TrainConfig, accelerator: Accelerator) -> tuple[list[str], l
 
 
 def _records(paths: list[str], limit: int | None):
-    return [r for p in paths for r in read_annotations(p, limit)]
+    return [r for p in paths for r in evenly_spaced(read_annotations(p), limit)]
 
 
 CHECKPOINT_NAME = re.compile(r"step_(\d+)")
