@@ -1,4 +1,5 @@
-"""Command line: ``mivolo-lite predict|eval|calibrate|check-age|demo|train``; mirrors the Python API."""
+"""Command line: ``mivolo-lite predict|check-age|eval|compare|calibrate|demo|publish|train``; mirrors the
+Python API."""
 
 from __future__ import annotations
 
@@ -248,6 +249,16 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_publish(args) -> int:
+    from .hub import publish_model, resolve_model
+
+    where = publish_model(resolve_model(args.model), args.repo_id, private=args.private, to_cache=args.to_cache)
+    print(f"{args.repo_id}: {'in the local Hugging Face cache at ' if args.to_cache else 'published, '}{where}")
+    print(f"load it with: AgePredictor.from_pretrained({args.repo_id!r})"
+          + (" (offline: HF_HUB_OFFLINE=1)" if args.to_cache else ""))
+    return 0
+
+
 def cmd_train(args) -> int:
     from .training import load_config
     from .training.trainer import train
@@ -328,6 +339,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("publish", formatter_class=formatter,
+                       help="upload a model folder (weights, config, model card, evaluation) to the Hugging Face Hub")
+    p.add_argument("model", help="model folder, or a shipped model's name")
+    p.add_argument("repo_id", help="Hub repo id, e.g. you/mivolo-mine")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--to-cache", action="store_true",
+                   help="put it into the local Hugging Face cache instead of uploading (for offline machines)")
+    p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("train", formatter_class=formatter, help="train (prefer: accelerate launch tools/train.py --config ...)")
     p.add_argument("--config", required=True)

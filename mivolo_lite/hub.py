@@ -200,3 +200,23 @@ def add_to_hf_cache(folder: str | Path, repo_id: str, cache_dir: str | Path | No
     (repo_dir / "refs").mkdir(exist_ok=True)
     (repo_dir / "refs" / "main").write_text(commit)
     return snapshot
+
+
+def publish_model(folder: str | Path, repo_id: str, private: bool = False, token: str | None = None,
+                  to_cache: bool = False) -> str:
+    """Publish a saved model folder as Hub repo ``repo_id``: the whole folder (weights, config,
+    image processor, model card README.md and its evaluation/ figures) through huggingface_hub's
+    ``upload_folder``, so the Hub page shows the card. ``to_cache=True`` instead puts it into the
+    local HF cache (:func:`add_to_hf_cache`), for machines that load it offline. Returns where it went."""
+    folder = Path(folder)
+    if not (folder / "config.json").exists() or not any(folder.glob("*.safetensors")):
+        raise ModelNotFoundError(f"{str(folder)!r} is not a saved mivolo_lite model (config.json + *.safetensors)")
+    if to_cache:
+        return str(add_to_hf_cache(folder, repo_id))
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message="Upload mivolo_lite model",
+                               ignore_patterns=["*.bin", "*.pt", "*.pth", "checkpoints/*"])
+    return str(getattr(commit, "commit_url", f"https://huggingface.co/{repo_id}"))

@@ -306,3 +306,36 @@ def test_loading_a_model_prints_no_progress_bar(saved_model, capfd):
     load_model_and_processor(folder)
     captured = capfd.readouterr()
     assert "Loading weights" not in captured.err + captured.out
+
+
+def test_publish_uploads_the_whole_folder_or_fills_the_cache(saved_model, tmp_path, monkeypatch, capsys):
+    """`mivolo-lite publish`: the folder (with its model card) goes up through upload_folder; with
+    --to-cache it lands in the local HF cache, from which an offline load works."""
+    import huggingface_hub
+
+    from mivolo_lite.cli import main
+
+    _, _, folder = saved_model
+    (folder / "README.md").write_text("# card\n")
+    calls = {}
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **k: calls.setdefault("repo", repo_id))
+
+    def fake_upload(self, repo_id, folder_path, **kwargs):
+        calls["files"] = sorted(p.name for p in Path(folder_path).iterdir())
+        return huggingface_hub.CommitInfo(commit_url=f"https://hf.co/{repo_id}/commit/1", commit_message="",
+                                          commit_description="", oid="1" * 40)
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", fake_upload)
+    assert main(["publish", str(folder), "me/mine"]) == 0
+    assert calls["repo"] == "me/mine" and {"README.md", "config.json", "model.safetensors"} <= set(calls["files"])
+
+    cache = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    assert main(["publish", str(folder), "me/mine", "--to-cache"]) == 0
+    assert "local Hugging Face cache" in capsys.readouterr().out
+    proc = _run_offline(cache, "me/mine")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    capsys.readouterr()
+    assert main(["publish", str(tmp_path), "me/empty"]) == 1
+    assert "not a saved mivolo_lite model" in capsys.readouterr().err
