@@ -176,7 +176,7 @@ def test_export_tool_writes_a_graph_that_matches_torch(tmp_path, capsys):
 
 def test_benchmark_runs_and_writes_json(tmp_path, capsys):
     report = tmp_path / "bench.json"
-    load_tool("benchmark").main(["--backends", "onnx", "--batches", "1", "--tta", "off", "--crops", "0",
+    load_tool("benchmark").main(["--presets", "lite", "--backends", "onnx", "--batches", "1", "--tta", "off", "--crops", "0",
                                  "--portraits", "0", "--min-seconds", "0.01", "--no-peer", "--devices", "cpu",
                                  "--json", str(report)])
     results = json.loads(report.read_text())["results"]
