@@ -34,7 +34,7 @@ CHROMIUM = Path(os.environ.get("MIVOLO_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 MAX_UPLOAD_MB = 2
-MODEL = "mivolo-lite-cpu (shipped default)"
+MODEL = "mobile (shipped default)"
 DETECTOR = "centernet (built in, offline)"  # the default detector, offered first
 DECISIONS = {"over", "under", "uncertain"}
 ROWS = "#persons-table [role=row]:has([role=gridcell])"  # Gradio's (virtual) table rows, by ARIA role

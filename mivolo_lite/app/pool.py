@@ -13,7 +13,8 @@ log = logging.getLogger(__name__)
 
 ENV_MODELS = "MIVOLO_DEMO_MODELS"
 ENV_YOLO_WEIGHTS = "MIVOLO_DEMO_YOLO_WEIGHTS"
-DEFAULT_MODEL_LABEL = "mivolo-lite-cpu (shipped default)"
+DEFAULT_MODEL_LABEL = "mobile (shipped default)"
+SHIPPED_LABEL = "{name} (shipped)"  # the other shipped models, by name
 CENTERNET_LABEL = "centernet (built in, offline)"  # the library's default detector, offered first
 OPENCV_LABEL = "opencv (built in, offline)"
 
@@ -34,13 +35,16 @@ def available_models(models: Iterable[str | Path | None] | str | Path | None = N
     """Label -> model spec (``None`` is the shipped default). ``models`` must be local model
     folders (``config.json`` + ``*.safetensors``) and raise when they are not; folders from
     ``$MIVOLO_DEMO_MODELS`` that are not usable are skipped with a warning."""
-    from ..hub import DEFAULT_MODEL_DIR, ModelNotFoundError
+    from ..hub import DEFAULT_MODEL, DEFAULT_MODEL_DIR, SHIPPED_MODELS, ModelNotFoundError
 
     if models is None or isinstance(models, (str, Path)):
         models = [models] if models is not None else []
     out: dict[str, str | None] = {}
     if (DEFAULT_MODEL_DIR / "config.json").exists():
         out[DEFAULT_MODEL_LABEL] = None
+    for name, folder in SHIPPED_MODELS.items():
+        if name != DEFAULT_MODEL and (folder / "config.json").exists():
+            out[SHIPPED_LABEL.format(name=name)] = name
     explicit = [(m, True) for m in models if m is not None]
     for spec, strict in explicit + [(m, False) for m in _split_env(ENV_MODELS)]:
         path = Path(spec).expanduser()
