@@ -107,7 +107,9 @@ def test_hub_ids_fail_fast_when_the_hub_cannot_be_reached(saved_model, tmp_path)
 
     _, _, folder = saved_model
     cache = tmp_path / "hub"
-    _fill_hf_cache(cache, "someone/cached-model", folder)
+    from mivolo_lite.hub import add_to_hf_cache
+
+    add_to_hf_cache(folder, "someone/cached-model", cache)
     with socket.socket() as s:  # a port nothing listens on: connections are refused
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
