@@ -11,7 +11,7 @@ PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 # The models shipped inside the package, by name (the preset each one is of): the model zoo.
 # Each folder is a saved model with its model card (README.md) and evaluation/.
 SHIPPED_MODELS = {"mobile": PRETRAINED_DIR / "mivolo-mobile", "lite": PRETRAINED_DIR / "mivolo-lite-cpu"}
-DEFAULT_MODEL = "lite"  # "mobile" once its weights ship
+DEFAULT_MODEL = "mobile"
 DEFAULT_MODEL_DIR = SHIPPED_MODELS[DEFAULT_MODEL]
 
 

@@ -142,7 +142,8 @@ def test_model_and_detector_choices_are_local_only(tmp_path, monkeypatch):
 
     monkeypatch.delenv("MIVOLO_DEMO_MODELS", raising=False)
     monkeypatch.delenv("MIVOLO_DEMO_YOLO_WEIGHTS", raising=False)
-    assert available_models() == {MODEL: None}
+    assert available_models() == {MODEL: None, "lite (shipped)": "lite"}  # the default first
+    assert list(available_models())[0] == MODEL
     assert available_detectors() == {DETECTOR: "centernet", "opencv (built in, offline)": "opencv"}
     assert list(available_detectors())[0] == DETECTOR
     with pytest.raises(ModelNotFoundError, match="not a local model folder"):

@@ -57,6 +57,8 @@ def test_wheel_carries_the_licence_and_the_model_card_figures(tmp_path):
     wheel = next(tmp_path.glob("mivolo_lite-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names
-    assert "mivolo_lite/pretrained/mivolo-lite-cpu/evaluation/report.md" in names
+    for model in ("mivolo-mobile", "mivolo-lite-cpu"):  # every shipped model, with the figures its card links to
+        assert f"mivolo_lite/pretrained/{model}/evaluation/report.md" in names, model
+        assert f"mivolo_lite/pretrained/{model}/model.safetensors" in names, model
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
     assert "License-Expression: Apache-2.0" in metadata and "Classifier:" in metadata
