@@ -142,8 +142,7 @@ def test_model_and_detector_choices_are_local_only(tmp_path, monkeypatch):
 
     monkeypatch.delenv("MIVOLO_DEMO_MODELS", raising=False)
     monkeypatch.delenv("MIVOLO_DEMO_YOLO_WEIGHTS", raising=False)
-    assert available_models() == {MODEL: None, "lite (shipped)": "lite"}  # the default first
-    assert list(available_models())[0] == MODEL
+    assert list(available_models().items()) == [(MODEL, None), ("lite (shipped)", "lite")]  # the default first
     assert available_detectors() == {DETECTOR: "centernet", "opencv (built in, offline)": "opencv"}
     assert list(available_detectors())[0] == DETECTOR
     with pytest.raises(ModelNotFoundError, match="not a local model folder"):
@@ -159,7 +158,7 @@ def test_model_and_detector_choices_are_local_only(tmp_path, monkeypatch):
     monkeypatch.setenv("MIVOLO_DEMO_MODELS", str(tmp_path / "missing-model"))
     assert available_detectors() == {DETECTOR: "centernet", "opencv (built in, offline)": "opencv",
                                      "YOLO face.pt": f"yolo:{weights.resolve()}"}
-    assert available_models() == {MODEL: None}  # unusable folders from the environment are skipped
+    assert available_models() == {MODEL: None, "lite (shipped)": "lite"}  # unusable folders are skipped
 
 
 def test_launch_refuses_share_links():
