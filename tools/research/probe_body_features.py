@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from mivolo_lite.data.annotations import evenly_spaced, read_annotations
 from mivolo_lite.data.dataset import AgeDataset
+from mivolo_lite.evaluation.metrics import summarize_predictions
 from mivolo_lite.hub import load_model_and_processor
 
 FEATURES = ("stem", "encoder", "pooled")
@@ -32,25 +33,29 @@ FEATURES = ("stem", "encoder", "pooled")
 
 @torch.no_grad()
 def body_features(model, processor, records, batch_size: int = 64) -> dict[str, torch.Tensor]:
-    """Features of each record's body crop (``FEATURES``), the heads' age and P(male), and the labels."""
+    """Features of each record's body crop (``FEATURES``), the heads' age and P(male), and the labels.
+    One forward pass per batch: hooks take the stem's and the encoder's tokens and the pooled vector
+    on the way (a body-only batch runs the body encoder once, on every sample)."""
     records = [r for r in records if r.body_box is not None]
     if not records:
         raise ValueError("no row has a body box")
     loader = DataLoader(AgeDataset(records, processor), batch_size=batch_size)
     parts: dict[str, list] = {k: [] for k in (*FEATURES, "age", "male", "low", "high", "gender")}
-    hook = model.norm.register_forward_hook(lambda module, args, out: parts["pooled"].append(out.float()))
+    taps = {"stem": (model.body_encoder.stem, lambda out: out.mean(dim=(1, 2))),
+            "encoder": (model.body_encoder, lambda out: out.mean(dim=(1, 2))),
+            "pooled": (model.norm, lambda out: out)}
+    hooks = [module.register_forward_hook(lambda m, args, out, name=name, f=f: parts[name].append(f(out).float()))
+             for name, (module, f) in taps.items()]
     try:
         for batch in tqdm(loader, desc="body features", leave=False):
-            pixels = batch["body_pixel_values"]
-            parts["stem"].append(model.body_encoder.stem(pixels).mean(dim=(1, 2)))
-            parts["encoder"].append(model.body_encoder(pixels).mean(dim=(1, 2)))
-            out = model(body_pixel_values=pixels)
+            out = model(body_pixel_values=batch["body_pixel_values"])
             parts["age"].append(out.age)
             parts["male"].append(out.gender_prob)
             for key, field in (("low", "age_low"), ("high", "age_high"), ("gender", "gender")):
                 parts[key].append(batch[field])
     finally:
-        hook.remove()
+        for hook in hooks:
+            hook.remove()
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
@@ -88,9 +93,8 @@ def probe(train: dict, val: dict, l2: float = 1e-3) -> dict:
     report = {"groups": [f"{lo:g}-{hi:g}" for lo, hi in groups], "n_train": len(y), "n_val": int(known_val.sum())}
     counts = np.bincount(y_val[known_val].numpy(), minlength=len(groups))
     report["majority_group"] = float(counts.max() / max(counts.sum(), 1))
-    inside = (val["age"] >= val["low"] - 0.5) & (val["age"] <= val["high"] + 0.5)
-    report["heads"] = {"group": float(inside[known_val].float().mean()),
-                       "gender": float(((val["male"] > 0.5).long() == g_val)[g_val >= 0].float().mean())}
+    heads = summarize_predictions(*(val[k].numpy() for k in ("age", "male", "low", "high", "gender")))
+    report["heads"] = {"group": heads["group_accuracy"], "gender": heads["gender_accuracy"]}
     for name in FEATURES:
         x, x_val = train[name], val[name]
         mean, std = x.mean(0), x.std(0) + 1e-6

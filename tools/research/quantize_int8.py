@@ -16,8 +16,8 @@ Research only: the package runs fp32 graphs (``backend="onnx"``).
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +25,14 @@ import torch
 
 from mivolo_lite.data.annotations import evenly_spaced, read_annotations
 from mivolo_lite.data.dataset import AgeDataset
-from mivolo_lite.export import export_onnx, ort_session
+from mivolo_lite.evaluation.metrics import summarize_predictions
+from mivolo_lite.export import export_onnx, input_names, ort_session
 from mivolo_lite.hub import load_model_and_processor
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/: the benchmark's timer
+from benchmark import time_call  # noqa: E402
+
+FACE_INPUTS = input_names(("face",))  # the face-only graph's inputs: pixels, mask
 
 
 def face_crops(processor, csv: str, n: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -36,7 +42,7 @@ def face_crops(processor, csv: str, n: int | None) -> tuple[np.ndarray, np.ndarr
         raise ValueError(f"{csv}: no row has a face box")
     dataset = AgeDataset(records, processor)
     crops = np.stack([dataset[i]["face_pixel_values"].numpy() for i in range(len(dataset))])
-    ages = np.array([r.age_interval[0] for r in records], dtype=np.float32)
+    ages = np.array([r.age_interval for r in records], dtype=np.float32)  # (low, high) per face
     genders = np.array([r.gender_label for r in records])
     return crops, ages, genders
 
@@ -47,7 +53,6 @@ def quantize(fp32_path: Path, int8_path: Path, calib: np.ndarray, batch: int = 8
 
     prepared = int8_path.with_suffix(".pre.onnx")
     quant_pre_process(str(fp32_path), str(prepared))
-    names = [i.name for i in ort_session(fp32_path).get_inputs()]
 
     class Crops(CalibrationDataReader):
         def __init__(self):
@@ -58,7 +63,7 @@ def quantize(fp32_path: Path, int8_path: Path, calib: np.ndarray, batch: int = 8
                 return None
             chunk = calib[self.start:self.start + batch]
             self.start += batch
-            return {names[0]: chunk, names[1]: np.ones(len(chunk), dtype=bool)}
+            return dict(zip(FACE_INPUTS, (chunk, np.ones(len(chunk), dtype=bool))))
 
     quantize_static(str(prepared), str(int8_path), Crops(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
@@ -71,11 +76,10 @@ def evaluate(model, path: Path, crops: np.ndarray, ages: np.ndarray, genders: np
              batches=(1, 8), seconds: float = 2.0) -> dict:
     """Age MAE / gender accuracy with flip TTA, and ms per face (flip TTA included) at each batch size."""
     session = ort_session(path, threads=threads)
-    face, mask = (i.name for i in session.get_inputs())
 
     def run(chunk):
-        both = np.concatenate([chunk, chunk[..., ::-1]])
-        return session.run(None, {face: np.ascontiguousarray(both), mask: np.ones(len(both), dtype=bool)})
+        both = np.ascontiguousarray(np.concatenate([chunk, chunk[..., ::-1]]))
+        return session.run(None, dict(zip(FACE_INPUTS, (both, np.ones(len(both), dtype=bool)))))
 
     predicted, male = [], []
     for start in range(0, len(crops), 8):
@@ -83,23 +87,14 @@ def evaluate(model, path: Path, crops: np.ndarray, ages: np.ndarray, genders: np
         out = model.summarize_mirrored(torch.from_numpy(probs), torch.from_numpy(male_prob))
         predicted.append(out.age.numpy())
         male.append(out.gender_prob.numpy())
-    predicted, male = np.concatenate(predicted), np.concatenate(male)
-    known = genders >= 0
-    report = {"mae": float(np.abs(predicted - ages).mean()),
-              "gender_accuracy": float(((male > 0.5).astype(int) == genders)[known].mean()) if known.any() else None,
+    figures = summarize_predictions(np.concatenate(predicted), np.concatenate(male), ages[:, 0], ages[:, 1], genders)
+    report = {"mae": figures.get("mae", float("nan")), "gender_accuracy": figures.get("gender_accuracy"),
               "size_mb": path.stat().st_size / 1e6, "ms_per_face": {}}
     for batch in batches:
         chunk = crops[:batch] if len(crops) >= batch else np.resize(crops, (batch, *crops.shape[1:]))
-        for _ in range(3):
-            run(chunk)
-        best = float("inf")
-        for _ in range(3):  # the fastest of three timed stretches: the least disturbed by other work
-            runs, start = 0, time.perf_counter()
-            while time.perf_counter() - start < seconds / 3 or runs == 0:
-                run(chunk)
-                runs += 1
-            best = min(best, (time.perf_counter() - start) / runs / batch * 1000)
-        report["ms_per_face"][batch] = best
+        # the fastest of three timed stretches: the least disturbed by other work
+        best = min(time_call(lambda: run(chunk), seconds / 3, warmup=3 if i == 0 else 0)[0] for i in range(3))
+        report["ms_per_face"][batch] = best / batch * 1000
     return report
 
 
@@ -128,7 +123,8 @@ def main(argv=None):
                    for name, path in (("fp32", fp32), ("int8", int8))}
     print(f"{args.model}: face-only graph, {len(crops)} validation faces, {len(calib)} calibration faces, "
           f"{args.threads} threads, flip TTA")
-    print("| graph | age MAE | gender acc. | MB | ms per face, batch 1 | ms per face, batch 8 |\n|---|---|---|---|---|---|")
+    print("| graph | age MAE | gender acc. | MB | ms per face, batch 1 | ms per face, batch 8 |")
+    print("|---|---|---|---|---|---|")
     for name, r in reports.items():
         gender = "–" if r["gender_accuracy"] is None else f"{r['gender_accuracy']:.1%}"
         print(f"| {name} | {r['mae']:.3f} | {gender} | {r['size_mb']:.1f} | {r['ms_per_face'][1]:.2f} | "
