@@ -236,6 +236,24 @@ def test_api_predicts_persons_on_real_photos_concurrently(client, bus, zidane):
     assert tables[0] == tables[2]
 
 
+def test_each_annotated_photo_gets_a_file_of_its_own(tmp_path):
+    """Identical answers (the same photo sent twice at once) must not share a file: Gradio rewrites
+    a returned array's cache file in place, and a download could read it half written."""
+    from PIL import Image
+
+    from mivolo_lite.app.callbacks import DemoCallbacks
+
+    callbacks = DemoCallbacks(None, None, None, None, tmp_path)
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    rgb[:, :30] = (255, 0, 0)
+    first, second = callbacks._image_file(rgb), callbacks._image_file(rgb)
+    assert first != second and Path(first).parent == Path(second).parent == tmp_path
+    for path in (first, second):
+        with Image.open(path) as image:
+            assert image.format == "JPEG" and image.size == (60, 40)
+            assert np.abs(np.asarray(image.convert("RGB"), np.int16) - rgb).mean() < 3
+
+
 def test_api_age_check_mode(client, zidane):
     image_out, table, summary = _predict(client, zidane, age_check=True, threshold=21, risk=0.1)
     records = _check_table(table, age_check=True)

@@ -25,8 +25,8 @@ def _cleanup_old(folder: Path, max_age_s: float = 3600) -> None:
 
 class DemoCallbacks:
     """The event handlers, sharing one :class:`~mivolo_lite.app.pool.PredictorPool`.
-    ``time_limit_s``: the longest a request may run; ``work_dir``: where annotated videos are
-    written before Gradio caches them."""
+    ``time_limit_s``: the longest a request may run; ``work_dir``: where annotated photos and videos
+    are written before Gradio caches them."""
 
     def __init__(self, pool, max_pixels: int | None, max_upload_mb: float | None, time_limit_s: float | None,
                  work_dir: Path):
@@ -45,12 +45,29 @@ class DemoCallbacks:
             raise user_error(f"The request ran over the time limit of {self.time_limit_s:g} s ({stage}); try a "
                              "smaller image.", title="Time limit")
 
+    def _new_output(self, suffix: str) -> Path:
+        """A file name in the work folder that no other request uses (old files are removed)."""
+        _cleanup_old(self.work_dir)
+        return self.work_dir / f"annotated_{os.getpid()}_{threading.get_ident()}_{time.time_ns()}{suffix}"
+
+    def _image_file(self, rgb) -> str:
+        """The annotated photo as a JPEG file of its own, handed to Gradio by path. Gradio caches a
+        returned array by rewriting, in place, the file named after its content: two requests with the
+        same answer (the same photo at once) then share one file, and one could download it while the
+        other rewrites it (a truncated image). A path is copied into the cache under a temporary name
+        and renamed, and the names here differ. Encoded as Gradio encodes (PIL, default JPEG settings)."""
+        from PIL import Image
+
+        path = self._new_output(".jpg")
+        Image.fromarray(rgb).save(path, format="JPEG")
+        return str(path)
+
     def _outputs(self, result, predictor, model_label, detector_label, age_check, threshold, risk, seconds):
         threshold, risk = float(threshold), float(risk)
         decisions = [p.check_age(threshold, risk) for p in result.persons] if age_check else None
         table = persons_table(result, bool(age_check), threshold, risk)
         summary = photo_summary(result, predictor, model_label, detector_label, decisions, seconds)
-        return annotate(result, decisions), table, summary
+        return self._image_file(annotate(result, decisions)), table, summary
 
     def analyze(self, upload, model_label, detector_label, age_check, threshold, risk):
         """The photo (see :func:`~.uploads.read_upload` for ``upload``): annotated image, persons
@@ -96,9 +113,7 @@ class DemoCallbacks:
             raise user_error("Upload a video first.", title="No video")
         start = time.perf_counter()
         predictor = self._predictor(model_label, detector_label)
-        _cleanup_old(self.work_dir)
-        # WebM (VP8): what browsers play, and four times faster to encode than VP9 in MP4
-        out = self.work_dir / f"annotated_{os.getpid()}_{threading.get_ident()}_{time.time_ns()}.webm"
+        out = self._new_output(".webm")  # WebM (VP8): what browsers play, 4x faster to encode than VP9 in MP4
         remaining = None if not self.time_limit_s else max(0.0, self.time_limit_s - (time.perf_counter() - start))
         video = predictor.predict_video(video_path, output=out, stride=max(1, int(stride)),
                                         max_frames=max(1, int(max_frames)), progress=True, max_seconds=remaining)

@@ -69,7 +69,7 @@ def build_app(models: Iterable[str | Path] | str | Path | None = None,
     if preload:
         pool.get(first_model, CENTERNET_LABEL)
     pixel_limit = max_pixels or MAX_IMAGE_PIXELS
-    work_dir = Path(tempfile.mkdtemp(prefix="mivolo_demo_"))  # annotated videos before Gradio caches them
+    work_dir = Path(tempfile.mkdtemp(prefix="mivolo_demo_"))  # annotated photos and videos before Gradio caches them
     callbacks = DemoCallbacks(pool, max_pixels, max_upload_mb, time_limit_s, work_dir)
 
     def analyze_video(video_path, model_label, detector_label, stride, max_frames,
