@@ -1,4 +1,4 @@
-"""Command line: ``mivolo-lite predict|check-age|eval|compare|calibrate|demo|publish|train``; mirrors the
+"""Command line: ``mivolo-lite predict|check-age|eval|compare|calibrate|quantize|demo|publish|train``; mirrors the
 Python API."""
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ def _predictor(args):
                                         batch_size=getattr(args, "batch_size", 32), **options)
 
 
+# export.BACKENDS, spelled out: the parser is built without importing torch (checked by a test)
+BACKEND_CHOICES = ("auto", "torch", "onnx", "onnx-int8")
 DETECTOR_CHOICES = ("'centernet' (default, offline), 'centernet-accurate' (finds more people, slower), "
                     "'opencv' (older offline detector), "
                     "'yolo:<weights.pt or Hub repo id>' or a path to YOLO weights (.pt)")
@@ -54,8 +56,9 @@ def _annotated_paths(items, out_dir: Path) -> dict:
 
 
 def _add_backend_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=["torch", "onnx", "auto"], default=None,
-                   help="what runs the estimator: torch, onnx (onnxruntime, CPU) or auto (onnx on CPU if installed)")
+    p.add_argument("--backend", choices=BACKEND_CHOICES, default=None,
+                   help="what runs the estimator: torch, onnx (onnxruntime, CPU), onnx-int8 (the int8 graphs a "
+                        "model folder ships: faster, ages a little less exact) or auto (onnx on CPU if installed)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=None,
                    help="torch backend: auto (bf16 autocast on a GPU for large models such as d1, else fp32), fp32, bf16 or fp16")
 
@@ -209,7 +212,7 @@ def cmd_compare(args) -> int:
 
     results, report = compare_models(args.model_a, args.model_b, args.annotations, device=args.device,
                                      batch_size=args.batch_size, flip_tta=not args.no_tta, limit=args.limit,
-                                     n_boot=args.bootstrap)
+                                     n_boot=args.bootstrap, backends=tuple(args.backends))
     print(report)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
@@ -239,6 +242,26 @@ def cmd_calibrate(args) -> int:
     print(f"calibrated on {sum(table['counts'])} faces of {table['fitted_on']}: age check {table['method']} in "
           f"{len(table['counts'])} predicted-age bands; intervals {intervals}")
     print(f"calibrated model saved in {target}; bands, groups and counts in {summary_file}")
+    return 0
+
+
+def cmd_quantize(args) -> int:
+    from .data.annotations import read_annotations
+    from .hub import load_model_and_processor
+    from .quantization import DEFAULT_CALIBRATION_SIZE, quantize_model
+
+    if not Path(args.model).is_dir():
+        print(f"mivolo-lite quantize: --model must be a saved model folder (the graphs are written into it), "
+              f"not {args.model!r}", file=sys.stderr)
+        return 2
+    model, processor = load_model_and_processor(args.model)
+    records = [r for csv in args.annotations for r in read_annotations(csv)]
+    written = quantize_model(model, processor, records, args.model, n=args.crops or DEFAULT_CALIBRATION_SIZE,
+                             progress=True)
+    for path in written.values():
+        print(f"{path} ({path.stat().st_size / 1e6:.1f} MB)")
+    print(f"use them with: AgePredictor.from_pretrained({args.model!r}, backend='onnx-int8') "
+          f"or mivolo-lite predict ... --model {args.model} --backend onnx-int8")
     return 0
 
 
@@ -318,8 +341,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="a random sample of N rows of each CSV (fixed seed)")
     p.add_argument("--no-tta", action="store_true", help="no flip test-time augmentation")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the people")
+    p.add_argument("--backends", nargs=2, choices=BACKEND_CHOICES, default=["torch", "torch"], metavar=("A", "B"),
+                   help="what runs model A and model B; e.g. one model twice with 'onnx onnx-int8' measures "
+                        "what its int8 graphs cost")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("quantize", formatter_class=formatter,
+                       help="write a model folder's int8 graphs (backend onnx-int8), ranges fixed on real crops")
+    p.add_argument("annotations", nargs="+",
+                   help="annotation CSVs whose crops fix the activation ranges: crops the model may have seen "
+                        "(training or calibration rows), never the ones it is tested on")
+    p.add_argument("--model", required=True, help="a saved model folder (the graphs are written into it)")
+    p.add_argument("--crops", type=int, default=None, help="evenly spaced crops per graph (default: 96)")
+    p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser("calibrate", formatter_class=formatter, help="fit the age-interval calibration of a model on held-out CSVs")
     p.add_argument("annotations", nargs="+")

@@ -30,7 +30,7 @@ BRANCH_INPUTS = {"face": ("face_pixel_values", "face_mask"), "body": ("body_pixe
 BOTH = ("face", "body")
 OUTPUT_NAMES = ("age_probs", "gender_prob")
 DEFAULT_OPSET = 17
-BACKENDS = ("torch", "onnx", "auto")
+BACKENDS = ("torch", "onnx", "onnx-int8", "auto")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # Below this many parameters a model on a GPU waits on kernel launches, not arithmetic, and
 # autocast's casts only add launches: on an H200 the lite preset (1.5 M) took 4.7 ms per call in
@@ -39,6 +39,10 @@ AUTOCAST_MIN_PARAMS = 10_000_000
 CACHE_KEEP = 24  # graphs kept in the cache folder (three per model at most: both inputs, face-only, body-only)
 # Bump when the graph's inputs/outputs or the export recipe change: old cached files are then ignored.
 _EXPORT_RECIPE = "2"
+# The int8 graphs a model folder ships, per set of inputs; body-only batches run the fp32 graph
+# (the body branch stays fp32 in every graph: see mivolo_lite.quantization)
+INT8_GRAPH_SETS = (("face",), BOTH)
+INT8_WEIGHTS_KEY = "mivolo_lite_weights"  # ONNX metadata: weights_digest of the model a graph was made from
 
 
 def onnx_exportable(config) -> bool:
@@ -91,14 +95,21 @@ def export_onnx(model: MiVOLOLiteModel, path: str | Path, opset: int = DEFAULT_O
     return path
 
 
+def weights_digest(model: nn.Module) -> str:
+    """SHA-256 of the model's tensors (names and fp32 values): which weights a graph was made from."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def model_fingerprint(model: MiVOLOLiteModel, opset: int = DEFAULT_OPSET, branches: tuple[str, ...] = BOTH) -> str:
     """Hash of everything the exported graph depends on: config, weights, inputs, exporter versions."""
     digest = hashlib.sha256()
     digest.update(f"{_EXPORT_RECIPE}|{opset}|{'+'.join(branches)}|{torch.__version__}|".encode())
     digest.update(model.config.to_json_string(use_diff=False).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    digest.update(weights_digest(model).encode())
     return digest.hexdigest()
 
 
@@ -162,18 +173,26 @@ class OnnxEstimator:
     :meth:`MiVOLOLiteModel.predict` and returns the same :class:`MiVOLOLiteOutput` (CPU tensors).
 
     ``onnx_path``: a graph from :func:`export_onnx` with both inputs, used for every batch; by
-    default the graphs come from :func:`cached_onnx`, one per set of inputs present."""
+    default the graphs come from :func:`cached_onnx`, one per set of inputs present. ``graphs``:
+    given graphs per set of inputs instead (the int8 graphs a model folder ships,
+    :func:`~mivolo_lite.quantization.int8_graphs`)."""
 
-    def __init__(self, model: MiVOLOLiteModel, onnx_path: str | Path | None = None, threads: int | None = None):
-        self.model, self.threads = model, threads
+    def __init__(self, model: MiVOLOLiteModel, onnx_path: str | Path | None = None, threads: int | None = None,
+                 graphs: dict[tuple[str, ...], Path] | None = None):
+        self.model, self.threads, self.graphs = model, threads, graphs
         self.fixed_graph = onnx_path is not None
-        self.sessions = {BOTH: ort_session(onnx_path if self.fixed_graph else cached_onnx(model), threads)}
+        self.sessions = {BOTH: ort_session(onnx_path if self.fixed_graph else self._graph(BOTH), threads)}
+
+    def _graph(self, branches: tuple[str, ...]) -> Path:
+        if self.graphs is not None and branches in self.graphs:
+            return self.graphs[branches]
+        return cached_onnx(self.model, branches=branches)
 
     def session(self, branches: tuple[str, ...]):
         if self.fixed_graph:
             return self.sessions[BOTH]
         if branches not in self.sessions:
-            self.sessions[branches] = ort_session(cached_onnx(self.model, branches=branches), self.threads)
+            self.sessions[branches] = ort_session(self._graph(branches), self.threads)
         return self.sessions[branches]
 
     @torch.no_grad()
@@ -203,6 +222,53 @@ class OnnxEstimator:
         probs, male = (torch.from_numpy(v) for v in self.session(branches).run(list(OUTPUT_NAMES), feeds))
         # age and spread (and the TTA average): the torch code itself
         return self.model.summarize_mirrored(probs, male) if flip_tta else self.model.summarize_probs(probs, male)
+
+
+# -- int8 graphs shipped in a model folder (made by mivolo_lite.quantization) --------------------
+
+def int8_graph_name(branches: tuple[str, ...]) -> str:
+    return f"int8_{'_'.join(branches)}.onnx"
+
+
+def _graph_file(model, name: str) -> Path | None:
+    """The file ``name`` beside the model's weights: in its folder, or in its Hub repo (the HF
+    cache, downloaded once; offline, the cache only)."""
+    source = getattr(model.config, "_name_or_path", "") or ""
+    if not source:
+        return None
+    if Path(source).is_dir():
+        path = Path(source) / name
+        return path if path.exists() else None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        return Path(hf_hub_download(source, name, revision=getattr(model.config, "_commit_hash", None)))
+    except (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError, OSError, ValueError):
+        return None
+
+
+def int8_graphs(model) -> dict[tuple[str, ...], Path]:
+    """The int8 graphs shipped with ``model`` (as loaded by ``from_pretrained``), checked against
+    its weights. Raises FileNotFoundError (none, or some missing) or ValueError (made from other
+    weights), each naming the model and the command that makes them."""
+    import onnx
+
+    source = getattr(model.config, "_name_or_path", "") or "this model"
+    make = (f"make them with: mivolo-lite quantize CALIBRATION.csv --model {source} "
+            "(annotation CSVs of crops the model may have seen, not your test set)")
+    found = {branches: _graph_file(model, int8_graph_name(branches)) for branches in INT8_GRAPH_SETS}
+    missing = [int8_graph_name(b) for b, path in found.items() if path is None]
+    if missing:
+        raise FileNotFoundError(f"backend='onnx-int8': {source} has no int8 graphs ({', '.join(missing)} missing); "
+                                f"{make}")
+    digest = weights_digest(copy.deepcopy(model).fuse_for_inference())  # as quantize_model hashed it
+    for branches, path in found.items():
+        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        if meta.get(INT8_WEIGHTS_KEY) != digest:
+            raise ValueError(f"backend='onnx-int8': {path} was made from other weights than {source}'s "
+                             f"(fine-tuned or recalibrated since?); {make}")
+    return found
 
 
 def onnxruntime_available() -> bool:
@@ -249,8 +315,10 @@ def build_estimator(model: MiVOLOLiteModel, backend: str = "torch", device: str 
                     precision: str = "auto"):
     """The object whose ``predict`` AgePredictor calls: the torch model itself, an
     :class:`AutocastEstimator` (torch in bf16/fp16, by default on a GPU), or an
-    :class:`OnnxEstimator`. ``"auto"`` backend: onnxruntime on CPU when it is installed and the
-    model exports (measured faster there, see the README's Speed section), torch otherwise."""
+    :class:`OnnxEstimator` (fp32 graphs exported on first use, or with ``"onnx-int8"`` the int8
+    graphs the model folder ships). ``"auto"`` backend: the fp32 onnxruntime graph on CPU when
+    onnxruntime is installed and the model exports (measured faster there, see the README's Speed
+    section), torch otherwise; never int8, which reads ages a little less well."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     on_cpu = torch.device(device).type == "cpu"
@@ -261,9 +329,12 @@ def build_estimator(model: MiVOLOLiteModel, backend: str = "torch", device: str 
     if backend == "torch":
         return model if precision == "fp32" else AutocastEstimator(model, precision, torch.device(device).type)
     if precision != "fp32":
-        raise ValueError(f"backend='onnx' runs the fp32 graph; precision={precision!r} needs backend='torch'")
+        graph = "int8 graphs" if backend == "onnx-int8" else "fp32 graph"
+        raise ValueError(f"backend={backend!r} runs the {graph}; precision={precision!r} needs backend='torch'")
     if not on_cpu:
-        raise ValueError("backend='onnx' runs on the CPU (onnxruntime's CPU provider); use device='cpu'")
+        raise ValueError(f"backend={backend!r} runs on the CPU (onnxruntime's CPU provider); use device='cpu'")
     if not onnxruntime_available():
-        raise ImportError("backend='onnx' needs onnxruntime: pip install 'mivolo_lite[onnx]'")
+        raise ImportError(f"backend={backend!r} needs onnxruntime: pip install 'mivolo_lite[onnx]'")
+    if backend == "onnx-int8":
+        return OnnxEstimator(model, graphs=int8_graphs(model))
     return OnnxEstimator(model)

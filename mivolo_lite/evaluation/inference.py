@@ -41,10 +41,15 @@ MODEL_KEYS = ("face_pixel_values", "body_pixel_values", "face_mask", "body_mask"
 @torch.no_grad()
 def predict_batches(model, batches, flip_tta: bool = True, gather=None, progress: bool = False) -> Predictions:
     """``batches`` yields dataset batches; ``gather`` (e.g. ``accelerator.gather_for_metrics``)
-    collects across processes."""
-    model.eval()
+    collects across processes. ``model``: a model, or an estimator of
+    :func:`~mivolo_lite.export.build_estimator` (anything with the model's ``predict``; an
+    onnxruntime one takes CPU tensors)."""
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+        device = next(model.parameters()).device
+    else:
+        device = torch.device("cpu")
     parts: dict[str, list] = {k: [] for k in Predictions.__dataclass_fields__}
-    device = next(model.parameters()).device
     for batch in tqdm(batches, desc="evaluating", disable=not progress, leave=False):
         inputs = {k: batch[k].to(device) for k in MODEL_KEYS}
         out = model.predict(**inputs, flip_tta=flip_tta)
