@@ -353,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="annotation CSVs whose crops fix the activation ranges: crops the model may have seen "
                         "(training or calibration rows), never the ones it is tested on")
     p.add_argument("--model", required=True, help="a saved model folder (the graphs are written into it)")
-    p.add_argument("--crops", type=int, default=None, help="evenly spaced crops per graph (default: 96)")
+    p.add_argument("--crops", type=int, default=None, help="evenly spaced crops per graph (default: 256)")
     p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser("calibrate", formatter_class=formatter, help="fit the age-interval calibration of a model on held-out CSVs")
