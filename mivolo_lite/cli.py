@@ -202,7 +202,8 @@ def cmd_eval(args) -> int:
     from .evaluation.report import evaluate_model
 
     report = evaluate_model(args.model, args.annotations, args.output_dir, device=args.device,
-                            batch_size=args.batch_size, flip_tta=not args.no_tta, limit=args.limit)
+                            batch_size=args.batch_size, flip_tta=not args.no_tta, limit=args.limit,
+                            backend=args.backend)
     print(report.read_text())
     return 0
 
@@ -330,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--limit", type=int, default=None, help="a random sample of N rows of each CSV (fixed seed)")
     p.add_argument("--no-tta", action="store_true", help="no flip test-time augmentation")
+    p.add_argument("--backend", choices=BACKEND_CHOICES, default="torch",
+                   help="what runs the model; e.g. onnx-int8 measures its int8 graphs (intervals included)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("compare", formatter_class=formatter, help="model B vs model A on annotation CSVs, with bootstrap-over-people intervals")

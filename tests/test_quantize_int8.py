@@ -159,3 +159,17 @@ def test_the_shipped_default_models_int8_graphs_are_its_own_and_read_real_faces_
     # on 400 UTKFace validation faces: median 0.60 years, mean 1.01, 95th percentile 3.28, genders 99.25 % same
     assert np.median(differences) < 1.5 and differences.mean() < 2.5, differences
     assert sum(a.gender == b.gender for a, b in zip(got, want)) >= len(got) - 2
+
+
+def test_eval_measures_the_int8_graphs_intervals_included(tiny_folder, tmp_path):
+    csv = person_csv(tmp_path, 15, 0)
+    quantize(tiny_folder, csv)
+    assert main(["eval", str(csv), "--model", str(tiny_folder), "--backend", "onnx-int8", "-o", str(tmp_path / "r8")]) == 0
+    assert main(["eval", str(csv), "--model", str(tiny_folder), "-o", str(tmp_path / "r32")]) == 0
+    int8_report = (tmp_path / "r8" / "report.md").read_text()
+    assert "backend: onnx-int8" in int8_report and "backend:" not in (tmp_path / "r32" / "report.md").read_text()
+    import json
+
+    int8, fp32 = (json.loads((tmp_path / name / "metrics.json").read_text())[csv.stem] for name in ("r8", "r32"))
+    assert "coverage" in int8["intervals"]
+    assert abs(int8["overall"]["mae"] - fp32["overall"]["mae"]) < 3

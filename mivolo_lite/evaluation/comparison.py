@@ -10,13 +10,12 @@ and, where people repeat, with each person counted once.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import numpy as np
 
 from .metrics import per_person_weights, per_sample_scores, weighted_mean
-from .report import _fmt, _load, _predict_records, read_evaluation_records
+from .report import _fmt, _load, _predict_records, read_evaluation_records, runner_for
 
 # figure -> (label, shown as a percentage)
 FIGURES = {"mae": ("age MAE", False), "cs5": ("CS@5", True), "group_accuracy": ("age-group acc.", True),
@@ -55,7 +54,7 @@ def compare_models(model_a, model_b, annotations, device: str = "cpu", batch_siz
     """Returns the figures per CSV and a markdown report. ``backends``: what runs each model (see
     :func:`~mivolo_lite.export.build_estimator`); e.g. one model twice, ``("onnx", "onnx-int8")``,
     measures what its int8 graphs cost."""
-    loaded = [(_runner(model.to(device).eval(), backend, device), processor)
+    loaded = [(runner_for(model.to(device).eval(), backend, device), processor)
               for (model, processor), backend in zip(map(_load, (model_a, model_b)), backends)]
     annotations = [annotations] if isinstance(annotations, (str, Path)) else list(annotations)
     results = {}
@@ -70,14 +69,6 @@ def compare_models(model_a, model_b, annotations, device: str = "cpu", batch_siz
     names = [f"`{m}`" + ("" if backend == "torch" else f" ({backend})") for m, backend in zip((model_a, model_b), backends)]
     return results, comparison_report(results, *names)
 
-
-def _runner(model, backend: str, device: str):
-    """The model itself (torch), or the estimator the predictor would run for ``backend``."""
-    if backend == "torch":
-        return model
-    from ..export import build_estimator
-
-    return build_estimator(copy.deepcopy(model).fuse_for_inference(), backend, device, "fp32")
 
 
 def comparison_report(results: dict, name_a: str, name_b: str, title: str = "Model comparison") -> str:

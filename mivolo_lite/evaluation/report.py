@@ -3,6 +3,7 @@ plots; ``mivolo-lite calibrate`` / ``tools/calibrate.py``: fit the interval cali
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import json
@@ -47,6 +48,16 @@ def _load(model):
     if isinstance(model, tuple):
         return model
     return load_model_and_processor(model)
+
+
+def runner_for(model, backend: str = "torch", device: str = "cpu"):
+    """The model itself (torch), or the estimator the predictor would run for ``backend`` (see
+    :func:`~mivolo_lite.export.build_estimator`; ``"onnx-int8"``: the folder's int8 graphs)."""
+    if backend == "torch":
+        return model
+    from ..export import build_estimator
+
+    return build_estimator(copy.deepcopy(model).fuse_for_inference(), backend, device, "fp32")
 
 
 def _predict_records(model, processor, records, batch_size, flip_tta) -> Predictions:
@@ -138,22 +149,25 @@ def _metrics_table(rows: dict) -> list[str]:
 
 
 def evaluate_model(model, annotations, output_dir, device: str = "cpu", batch_size: int = 64, flip_tta: bool = True,
-                   limit: int | None = None, coverage: float = 0.9, plots: bool = True) -> Path:
+                   limit: int | None = None, coverage: float = 0.9, plots: bool = True, backend: str = "torch") -> Path:
     """Evaluate on annotation CSVs; writes ``report.md``, ``metrics.json`` and PNG plots to
-    ``output_dir`` and returns the report path."""
+    ``output_dir`` and returns the report path. ``backend``: what runs the model, as in
+    :class:`~mivolo_lite.AgePredictor` (e.g. ``"onnx-int8"`` to measure its int8 graphs)."""
     model, processor = _load(model)
     model = model.to(device).eval()
     calibration, calibrated = calibration_of(model.config)
+    runner = runner_for(model, backend, device)
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     annotations = [annotations] if isinstance(annotations, (str, Path)) else list(annotations)
     summary, lines = {}, ["# Evaluation report", ""]
     lines += [f"Model: `{getattr(model, 'name_or_path', '') or model.config.preset}` (preset `{model.config.preset}`), "
+              f"{'' if backend == 'torch' else f'backend: {backend}, '}"
               f"flip TTA: {flip_tta}, intervals: {'calibrated, ' + calibration.fitted_on if calibrated else 'UNCALIBRATED'}.", ""]
     for csv_path in annotations:
         name = Path(csv_path).stem
         records = read_evaluation_records(csv_path, limit)
-        preds = _predict_records(model, processor, records, batch_size, flip_tta)
+        preds = _predict_records(runner, processor, records, batch_size, flip_tta)
         result = _breakdowns(preds, records)
         # input modes, where a person has both a face and a body
         both = [r for r in records if r.face_box is not None and r.body_box is not None]
@@ -162,7 +176,7 @@ def evaluate_model(model, annotations, output_dir, device: str = "cpu", batch_si
                      "body only": [dataclasses.replace(r, face_box=None) for r in both]}
             result["per_input"] = {}
             for mode, recs in modes.items():
-                p = _predict_records(model, processor, recs, batch_size, flip_tta)
+                p = _predict_records(runner, processor, recs, batch_size, flip_tta)
                 result["per_input"][mode] = summarize_predictions(p.age, p.prob_male, p.age_low, p.age_high, p.gender)
         result["intervals"] = interval_stats(preds, calibration, coverage)
         checks = age_check_stats(preds, calibration)
