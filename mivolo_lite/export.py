@@ -175,7 +175,7 @@ class OnnxEstimator:
     ``onnx_path``: a graph from :func:`export_onnx` with both inputs, used for every batch; by
     default the graphs come from :func:`cached_onnx`, one per set of inputs present. ``graphs``:
     given graphs per set of inputs instead (the int8 graphs a model folder ships,
-    :func:`~mivolo_lite.quantization.int8_graphs`)."""
+    :func:`int8_graphs`)."""
 
     def __init__(self, model: MiVOLOLiteModel, onnx_path: str | Path | None = None, threads: int | None = None,
                  graphs: dict[tuple[str, ...], Path] | None = None):

@@ -64,8 +64,7 @@ def calibration_batches(processor, records, branches: tuple[str, ...], n: int = 
 
 
 def quantize_graph(fp32_path: str | Path, int8_path: str | Path, batches: list[dict],
-                   metadata: dict[str, str] | None = None, op_types=QUANTIZED_OPS, keep_fp32=KEEP_FP32,
-                   **options) -> Path:
+                   metadata: dict[str, str] | None = None) -> Path:
     """Static int8 quantisation of an fp32 graph from :func:`~mivolo_lite.export.export_onnx`,
     its activation ranges fixed on ``batches`` (feeds of its inputs)."""
     import onnx
@@ -87,10 +86,10 @@ def quantize_graph(fp32_path: str | Path, int8_path: str | Path, batches: list[d
         if not any(name.startswith(QUANTIZED_CHECK) for name in nodes):
             raise ValueError(f"{fp32_path}: no node is named {QUANTIZED_CHECK}...: the exporter's names changed, "
                              f"and the body branch could not be told apart")
-        fp32_nodes = [name for name in nodes if name.startswith(keep_fp32)]
+        fp32_nodes = [name for name in nodes if name.startswith(KEEP_FP32)]
         quantize_static(str(prepared), str(Path(scratch) / "int8.onnx"), Feeds(), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=list(op_types), nodes_to_exclude=fp32_nodes, **options)
+                        op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=fp32_nodes)
         graph = onnx.load(str(Path(scratch) / "int8.onnx"))
     onnx.helper.set_model_props(graph, {**{p.key: p.value for p in graph.metadata_props}, **(metadata or {})})
     int8_path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,9 +99,10 @@ def quantize_graph(fp32_path: str | Path, int8_path: str | Path, batches: list[d
 
 def quantize_model(model, processor, records, folder: str | Path, n: int = DEFAULT_CALIBRATION_SIZE,
                    progress: bool = False) -> dict[tuple[str, ...], Path]:
-    """Write the three int8 graphs of ``model`` into ``folder`` (a saved model folder), their
-    ranges fixed on ``n`` crops of ``records`` per graph (crops the model may have seen in
-    training or calibration; never the ones it is evaluated on). Returns the paths."""
+    """Write the int8 graphs of ``model`` (one per entry of ``INT8_GRAPH_SETS``) into ``folder``
+    (a saved model folder), their ranges fixed on ``n`` crops of ``records`` per graph (crops the
+    model may have seen in training or calibration; never the ones it is evaluated on). Returns
+    the paths."""
     from tqdm.auto import tqdm
 
     fused = copy.deepcopy(model).float().cpu().eval().fuse_for_inference()  # what AgePredictor runs

@@ -51,7 +51,7 @@ def tiny_folder(tmp_path):
     return folder
 
 
-def quantize(folder, csv, capsys=None):
+def quantize(folder, csv):
     assert main(["quantize", str(csv), "--model", str(folder), "--crops", "12"]) == 0
 
 

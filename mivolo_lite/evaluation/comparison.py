@@ -70,7 +70,6 @@ def compare_models(model_a, model_b, annotations, device: str = "cpu", batch_siz
     return results, comparison_report(results, *names)
 
 
-
 def comparison_report(results: dict, name_a: str, name_b: str, title: str = "Model comparison") -> str:
     """Markdown: per CSV, every figure of A and B with the bootstrap interval of ``B - A``."""
     lines = [f"# {title}", "", f"A: {name_a}", f"B: {name_b}", ""]
