@@ -248,8 +248,9 @@ def cmd_calibrate(args) -> int:
 
 def cmd_quantize(args) -> int:
     from .data.annotations import read_annotations
+    from .export import INT8_CALIBRATION_FILE
     from .hub import load_model_and_processor
-    from .quantization import DEFAULT_CALIBRATION_SIZE, quantize_model
+    from .quantization import DEFAULT_CALIBRATION_SIZE, calibrate_int8, quantize_model
 
     if not Path(args.model).is_dir():
         print(f"mivolo-lite quantize: --model must be a saved model folder (the graphs are written into it), "
@@ -261,6 +262,13 @@ def cmd_quantize(args) -> int:
                              progress=True)
     for path in written.values():
         print(f"{path} ({path.stat().st_size / 1e6:.1f} MB)")
+    try:
+        table = calibrate_int8(args.model, args.annotations)
+        print(f"age intervals refitted on the int8 graphs' ages of {sum(table['counts'])} people "
+              f"({table['fitted_on']}): {Path(args.model) / INT8_CALIBRATION_FILE}")
+    except ValueError as e:  # e.g. only age groups (PETA): intervals then use the fp32 table
+        print(f"mivolo-lite quantize: int8 age intervals not refitted ({e}); the fp32 calibration will be used",
+              file=sys.stderr)
     print(f"use them with: AgePredictor.from_pretrained({args.model!r}, backend='onnx-int8') "
           f"or mivolo-lite predict ... --model {args.model} --backend onnx-int8")
     return 0
@@ -351,10 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("quantize", formatter_class=formatter,
-                       help="write a model folder's int8 graphs (backend onnx-int8), ranges fixed on real crops")
+                       help="write a model folder's int8 graphs (backend onnx-int8), ranges fixed on real crops, "
+                            "and refit the age intervals on their ages")
     p.add_argument("annotations", nargs="+",
-                   help="annotation CSVs whose crops fix the activation ranges: crops the model may have seen "
-                        "(training or calibration rows), never the ones it is tested on")
+                   help="annotation CSVs whose crops fix the activation ranges and whose exact ages refit the "
+                        "int8 age intervals: crops the model may have seen (its calibration rows, as given to "
+                        "calibrate), never the ones it is tested on")
     p.add_argument("--model", required=True, help="a saved model folder (the graphs are written into it)")
     p.add_argument("--crops", type=int, default=None, help="evenly spaced crops per graph (default: 256)")
     p.set_defaults(func=cmd_quantize)

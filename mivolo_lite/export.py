@@ -43,6 +43,10 @@ _EXPORT_RECIPE = "2"
 # (the body branch stays fp32 in every graph: see mivolo_lite.quantization)
 INT8_GRAPH_SETS = (("face",), BOTH)
 INT8_WEIGHTS_KEY = "mivolo_lite_weights"  # ONNX metadata: weights_digest of the model a graph was made from
+# The age calibration refitted on the int8 graphs' own ages (made with them by mivolo-lite quantize):
+# {INT8_WEIGHTS_KEY: digest, "age_calibration": table}. A sidecar rather than graph metadata, so
+# that refitting it does not rewrite 25 MB of graphs.
+INT8_CALIBRATION_FILE = "int8_calibration.json"
 
 
 def onnx_exportable(config) -> bool:
@@ -175,11 +179,13 @@ class OnnxEstimator:
     ``onnx_path``: a graph from :func:`export_onnx` with both inputs, used for every batch; by
     default the graphs come from :func:`cached_onnx`, one per set of inputs present. ``graphs``:
     given graphs per set of inputs instead (the int8 graphs a model folder ships,
-    :func:`int8_graphs`)."""
+    :func:`int8_backend`). ``age_calibration``: the calibration table fitted on these graphs' ages,
+    which the predictor then uses instead of the model's (``None``: the model's)."""
 
     def __init__(self, model: MiVOLOLiteModel, onnx_path: str | Path | None = None, threads: int | None = None,
-                 graphs: dict[tuple[str, ...], Path] | None = None):
+                 graphs: dict[tuple[str, ...], Path] | None = None, age_calibration: dict | None = None):
         self.model, self.threads, self.graphs = model, threads, graphs
+        self.age_calibration = age_calibration
         self.fixed_graph = onnx_path is not None
         self.sessions = {BOTH: ort_session(onnx_path if self.fixed_graph else self._graph(BOTH), threads)}
 
@@ -230,7 +236,7 @@ def int8_graph_name(branches: tuple[str, ...]) -> str:
     return f"int8_{'_'.join(branches)}.onnx"
 
 
-def _graph_file(model, name: str) -> Path | None:
+def _model_file(model, name: str) -> Path | None:
     """The file ``name`` beside the model's weights: in its folder, or in its Hub repo (the HF
     cache, downloaded once; offline, the cache only)."""
     source = getattr(model.config, "_name_or_path", "") or ""
@@ -248,16 +254,20 @@ def _graph_file(model, name: str) -> Path | None:
         return None
 
 
-def int8_graphs(model) -> dict[tuple[str, ...], Path]:
+def int8_backend(model) -> tuple[dict[tuple[str, ...], Path], dict | None]:
     """The int8 graphs shipped with ``model`` (as loaded by ``from_pretrained``), checked against
-    its weights. Raises FileNotFoundError (none, or some missing) or ValueError (made from other
-    weights), each naming the model and the command that makes them."""
+    its weights, and the age calibration fitted on their ages (``None``, with a warning, when the
+    folder has none or one of other weights: intervals then use the fp32 table). Raises
+    FileNotFoundError (no graphs, or some missing) or ValueError (graphs made from other weights),
+    each naming the model and the command that makes them."""
+    import json
+
     import onnx
 
     source = getattr(model.config, "_name_or_path", "") or "this model"
     make = (f"make them with: mivolo-lite quantize CALIBRATION.csv --model {source} "
             "(annotation CSVs of crops the model may have seen, not your test set)")
-    found = {branches: _graph_file(model, int8_graph_name(branches)) for branches in INT8_GRAPH_SETS}
+    found = {branches: _model_file(model, int8_graph_name(branches)) for branches in INT8_GRAPH_SETS}
     missing = [int8_graph_name(b) for b, path in found.items() if path is None]
     if missing:
         raise FileNotFoundError(f"backend='onnx-int8': {source} has no int8 graphs ({', '.join(missing)} missing); "
@@ -268,7 +278,15 @@ def int8_graphs(model) -> dict[tuple[str, ...], Path]:
         if meta.get(INT8_WEIGHTS_KEY) != digest:
             raise ValueError(f"backend='onnx-int8': {path} was made from other weights than {source}'s "
                              f"(fine-tuned or recalibrated since?); {make}")
-    return found
+    sidecar = _model_file(model, INT8_CALIBRATION_FILE)
+    saved = json.loads(sidecar.read_text()) if sidecar is not None else {}
+    if saved.get(INT8_WEIGHTS_KEY) != digest or not saved.get("age_calibration"):
+        problem = "no" if sidecar is None else "a stale or empty"
+        warnings.warn(f"backend='onnx-int8': {source} has {problem} {INT8_CALIBRATION_FILE}, so age intervals and "
+                      f"age checks use the fp32 calibration, which int8 ages fit less well; rerun mivolo-lite "
+                      f"quantize with annotation CSVs holding exact ages", stacklevel=3)
+        return found, None
+    return found, saved["age_calibration"]
 
 
 def onnxruntime_available() -> bool:
@@ -336,5 +354,6 @@ def build_estimator(model: MiVOLOLiteModel, backend: str = "torch", device: str 
     if not onnxruntime_available():
         raise ImportError(f"backend={backend!r} needs onnxruntime: pip install 'mivolo_lite[onnx]'")
     if backend == "onnx-int8":
-        return OnnxEstimator(model, graphs=int8_graphs(model))
+        graphs, age_calibration = int8_backend(model)
+        return OnnxEstimator(model, graphs=graphs, age_calibration=age_calibration)
     return OnnxEstimator(model)

@@ -53,7 +53,9 @@ class AgePredictor:
         self.flip_tta = flip_tta
         self.coverage = coverage
         self.max_pixels = max_pixels
-        self.calibration, self.is_calibrated = calibration_of(model.config)
+        # the int8 backend brings a calibration fitted on its own ages
+        backend_table = getattr(self.estimator, "age_calibration", None)
+        self.calibration, self.is_calibrated = calibration_of(model.config, backend_table)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path | None = None, device: str = "cpu", detector=None,

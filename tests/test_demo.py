@@ -35,7 +35,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 MAX_UPLOAD_MB = 2
 MODEL = "mobile (shipped default)"
+MODEL_INT8 = "mobile int8 (shipped; faster, ages a little less exact)"
 DETECTOR = "centernet (built in, offline)"  # the default detector, offered first
+ACCURATE = "centernet-accurate (built in; more people, ~5x slower)"
 DECISIONS = {"over", "under", "uncertain"}
 ROWS = "#persons-table [role=row]:has([role=gridcell])"  # Gradio's (virtual) table rows, by ARIA role
 
@@ -137,13 +139,15 @@ def test_importing_the_package_does_not_import_gradio():
 
 
 def test_model_and_detector_choices_are_local_only(tmp_path, monkeypatch):
-    from mivolo_lite.app import available_detectors, available_models
+    from mivolo_lite.app import ModelChoice, available_detectors, available_models
     from mivolo_lite.hub import ModelNotFoundError
 
     monkeypatch.delenv("MIVOLO_DEMO_MODELS", raising=False)
     monkeypatch.delenv("MIVOLO_DEMO_YOLO_WEIGHTS", raising=False)
-    assert list(available_models().items()) == [(MODEL, None), ("lite (shipped)", "lite")]  # the default first
-    assert available_detectors() == {DETECTOR: "centernet", "opencv (built in, offline)": "opencv"}
+    shipped = {MODEL: ModelChoice(None), MODEL_INT8: ModelChoice(None, "onnx-int8"), "lite (shipped)": ModelChoice("lite")}
+    assert list(available_models().items()) == list(shipped.items())  # the default first; lite ships no int8 graphs
+    assert available_detectors() == {DETECTOR: "centernet", ACCURATE: "centernet-accurate",
+                                     "opencv (built in, offline)": "opencv"}
     assert list(available_detectors())[0] == DETECTOR
     with pytest.raises(ModelNotFoundError, match="not a local model folder"):
         available_models(["some-user/some-hub-repo"])  # a Hub id is never fetched by the demo
@@ -156,9 +160,9 @@ def test_model_and_detector_choices_are_local_only(tmp_path, monkeypatch):
     weights.write_bytes(b"x")  # listed only, not loaded
     monkeypatch.setenv("MIVOLO_DEMO_YOLO_WEIGHTS", os.pathsep.join([str(weights), str(tmp_path / "gone.pt")]))
     monkeypatch.setenv("MIVOLO_DEMO_MODELS", str(tmp_path / "missing-model"))
-    assert available_detectors() == {DETECTOR: "centernet", "opencv (built in, offline)": "opencv",
-                                     "YOLO face.pt": f"yolo:{weights.resolve()}"}
-    assert available_models() == {MODEL: None, "lite (shipped)": "lite"}  # unusable folders are skipped
+    assert available_detectors() == {DETECTOR: "centernet", ACCURATE: "centernet-accurate",
+                                     "opencv (built in, offline)": "opencv", "YOLO face.pt": f"yolo:{weights.resolve()}"}
+    assert available_models() == shipped  # unusable folders are skipped
 
 
 def test_launch_refuses_share_links():
@@ -234,6 +238,17 @@ def test_api_predicts_persons_on_real_photos_concurrently(client, bus, zidane):
         assert f"**{len(records)} person" in summary and "found" in summary
         assert "decision" not in table["headers"]
     assert tables[0] == tables[2]
+
+
+def test_api_runs_the_int8_model_and_the_accurate_detector_offered(client, bus):
+    """The other built-in choices answer too: the default model on its int8 graphs (intervals from
+    the int8 calibration) and centernet-accurate, which finds at least the default's people."""
+    from gradio_client import handle_file
+
+    _, default_table, _ = client.predict(handle_file(bus), MODEL, DETECTOR, True, 18, 0.05, api_name="/predict")
+    _, table, summary = client.predict(handle_file(bus), MODEL_INT8, ACCURATE, True, 18, 0.05, api_name="/predict")
+    records = _check_table(table, age_check=True)
+    assert len(records) >= len(default_table["data"]) and MODEL_INT8 in summary and ACCURATE in summary
 
 
 def test_each_annotated_photo_gets_a_file_of_its_own(tmp_path):

@@ -1,7 +1,9 @@
 """int8 graphs (``mivolo-lite quantize``, ``backend="onnx-int8"``): made from a model folder and
-real crops, refused when made from other weights, found in a folder or in a pre-filled HF cache;
-the shipped default model's graphs are its own and read real faces close to fp32."""
+real crops, refused when made from other weights, found in a folder or in a pre-filled HF cache,
+with age intervals refitted on their own ages; the shipped default model's graphs are its own and
+read real faces close to fp32."""
 
+import json
 import os
 import subprocess
 import sys
@@ -17,7 +19,9 @@ from test_export import _real_crops
 from mivolo_lite import AgePredictor
 from mivolo_lite.cli import BACKEND_CHOICES, main
 from mivolo_lite.data.annotations import AnnotationRecord, write_annotations
-from mivolo_lite.export import BACKENDS, INT8_GRAPH_SETS, INT8_WEIGHTS_KEY, OnnxEstimator, int8_graph_name
+from mivolo_lite.calibration import AgeCalibration
+from mivolo_lite.export import (BACKENDS, INT8_CALIBRATION_FILE, INT8_GRAPH_SETS, INT8_WEIGHTS_KEY, OnnxEstimator,
+                                int8_graph_name)
 from mivolo_lite.hub import add_to_hf_cache, save_model
 from mivolo_lite.models import MiVOLOLiteImageProcessor, MiVOLOLiteModel
 
@@ -56,7 +60,7 @@ def quantize(folder, csv):
 
 
 def test_quantize_writes_int8_graphs_that_the_predictor_runs_for_each_set_of_inputs(tiny_folder, tmp_path, capsys):
-    quantize(tiny_folder, person_csv(tmp_path, 15, 0))
+    quantize(tiny_folder, person_csv(tmp_path, 30, 0))
     assert "backend='onnx-int8'" in capsys.readouterr().out
     assert not (tiny_folder / "int8_body.onnx").exists()  # the body branch stays fp32: no body graph
     for branches in INT8_GRAPH_SETS:
@@ -86,8 +90,43 @@ def test_quantize_writes_int8_graphs_that_the_predictor_runs_for_each_set_of_inp
             assert abs(a.age - b.age) < 3 and abs(a.gender_score - b.gender_score) < 0.15
 
 
+def test_quantize_refits_the_age_intervals_on_the_int8_graphs_own_ages(tiny_folder, tmp_path, capsys):
+    csv = person_csv(tmp_path, 30, 0)  # 28 exactly-aged people with a crop (20 at least are needed)
+    quantize(tiny_folder, csv)
+    assert "age intervals refitted on the int8 graphs' ages of 28 people" in capsys.readouterr().out
+    saved = json.loads((tiny_folder / INT8_CALIBRATION_FILE).read_text())
+    int8 = AgePredictor.from_pretrained(str(tiny_folder), backend="onnx-int8")
+    fp32 = AgePredictor.from_pretrained(str(tiny_folder), backend="onnx")
+    assert int8.is_calibrated and int8.calibration.fitted_on == f"{csv.name} (int8 graphs)"
+    assert not fp32.is_calibrated  # the tiny model was never calibrated: fp32 keeps the Gaussian stand-in
+    face = np.random.default_rng(2).integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    person = int8.predict_crops(faces=[face])[0]
+    low, high = AgeCalibration.from_dict(saved["age_calibration"]).interval(person.age, person.age_std, 0.9)
+    assert person.age_interval == (float(low[0]), float(high[0]))  # the int8 table makes the interval
+    assert person.check_age(18).decision in ("over", "under", "uncertain")
+    assert main(["eval", str(csv), "--model", str(tiny_folder), "--backend", "onnx-int8", "-o", str(tmp_path / "r")]) == 0
+    assert f"intervals: calibrated, {csv.name} (int8 graphs)" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_int8_graphs_without_their_own_calibration_use_the_fp32_table_and_say_so(tiny_folder, tmp_path, capsys):
+    quantize(tiny_folder, person_csv(tmp_path, 15, 0))  # too few exact ages to refit the intervals
+    assert "int8 age intervals not refitted" in capsys.readouterr().err
+    assert not (tiny_folder / INT8_CALIBRATION_FILE).exists()
+    with pytest.warns(UserWarning, match=f"has no {INT8_CALIBRATION_FILE}"):
+        predictor = AgePredictor.from_pretrained(str(tiny_folder), backend="onnx-int8")
+    assert predictor.estimator.age_calibration is None and not predictor.is_calibrated
+
+    quantize(tiny_folder, person_csv(tmp_path, 30, 1))
+    sidecar = tiny_folder / INT8_CALIBRATION_FILE
+    saved = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({**saved, INT8_WEIGHTS_KEY: "another model"}))  # e.g. copied from elsewhere
+    with pytest.warns(UserWarning, match="stale or empty"):
+        predictor = AgePredictor.from_pretrained(str(tiny_folder), backend="onnx-int8")
+    assert not predictor.is_calibrated
+
+
 def test_graphs_made_from_other_weights_are_refused(tiny_folder, tmp_path):
-    quantize(tiny_folder, person_csv(tmp_path, 15, 0))
+    quantize(tiny_folder, person_csv(tmp_path, 30, 0))
     model, processor = MiVOLOLiteModel.from_pretrained(tiny_folder), MiVOLOLiteImageProcessor.from_pretrained(tiny_folder)
     with torch.no_grad():
         next(model.parameters()).add_(0.01)  # "fine-tuned" into the same folder; the old graphs stay
@@ -121,7 +160,7 @@ print("AGE", r[0].age)
 
 
 def test_int8_graphs_load_from_a_prefilled_hf_cache_offline(tiny_folder, tmp_path):
-    quantize(tiny_folder, person_csv(tmp_path, 15, 0))
+    quantize(tiny_folder, person_csv(tmp_path, 30, 0))
     cache = tmp_path / "hub"
     add_to_hf_cache(tiny_folder, "someone/int8-test", cache)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache), "HF_HOME": str(tmp_path / "hf_home")}
@@ -139,7 +178,7 @@ def test_the_command_line_offers_every_backend():
 def test_compare_runs_one_model_on_two_backends(tiny_folder, tmp_path):
     from mivolo_lite.evaluation.comparison import compare_models
 
-    csv = person_csv(tmp_path, 15, 0)
+    csv = person_csv(tmp_path, 30, 0)
     quantize(tiny_folder, csv)
     results, report = compare_models(str(tiny_folder), str(tiny_folder), [csv], backends=("onnx", "onnx-int8"),
                                      n_boot=50)
@@ -162,7 +201,7 @@ def test_the_shipped_default_models_int8_graphs_are_its_own_and_read_real_faces_
 
 
 def test_eval_measures_the_int8_graphs_intervals_included(tiny_folder, tmp_path):
-    csv = person_csv(tmp_path, 15, 0)
+    csv = person_csv(tmp_path, 30, 0)
     quantize(tiny_folder, csv)
     assert main(["eval", str(csv), "--model", str(tiny_folder), "--backend", "onnx-int8", "-o", str(tmp_path / "r8")]) == 0
     assert main(["eval", str(csv), "--model", str(tiny_folder), "-o", str(tmp_path / "r32")]) == 0

@@ -39,7 +39,7 @@ def _first_model(models, model_choices: dict) -> str:
     given = [] if models is None else [models] if isinstance(models, (str, Path)) else list(models)
     if given:
         wanted = str(Path(given[0]).expanduser().resolve())
-        first = next((k for k, v in model_choices.items() if v == wanted), first)
+        first = next((k for k, v in model_choices.items() if v.spec == wanted), first)
     return first
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -15,8 +16,25 @@ ENV_MODELS = "MIVOLO_DEMO_MODELS"
 ENV_YOLO_WEIGHTS = "MIVOLO_DEMO_YOLO_WEIGHTS"
 DEFAULT_MODEL_LABEL = "mobile (shipped default)"
 SHIPPED_LABEL = "{name} (shipped)"  # the other shipped models, by name
+INT8_LABEL = "{name} int8 ({where}; faster, ages a little less exact)"  # a model's int8 graphs, when it has them
 CENTERNET_LABEL = "centernet (built in, offline)"  # the library's default detector, offered first
+CENTERNET_ACCURATE_LABEL = "centernet-accurate (built in; more people, ~5x slower)"
 OPENCV_LABEL = "opencv (built in, offline)"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model the demo offers: ``spec`` as ``load_model_and_processor`` takes it (``None``: the
+    shipped default) and the ``backend`` it runs on (``"onnx-int8"``: its int8 graphs)."""
+
+    spec: str | None
+    backend: str = "auto"
+
+
+def _has_int8_graphs(folder: Path) -> bool:
+    from ..export import INT8_GRAPH_SETS, int8_graph_name
+
+    return all((folder / int8_graph_name(branches)).is_file() for branches in INT8_GRAPH_SETS)
 
 
 # -- what is available locally ---------------------------------------------------------------------
@@ -31,20 +49,27 @@ def _unique_label(label: str, taken: dict) -> str:
     return out
 
 
-def available_models(models: Iterable[str | Path | None] | str | Path | None = None) -> dict[str, str | None]:
-    """Label -> model spec (``None`` is the shipped default). ``models`` must be local model
+def available_models(models: Iterable[str | Path | None] | str | Path | None = None) -> dict[str, ModelChoice]:
+    """Label -> :class:`ModelChoice` (the shipped default first). ``models`` must be local model
     folders (``config.json`` + ``*.safetensors``) and raise when they are not; folders from
-    ``$MIVOLO_DEMO_MODELS`` that are not usable are skipped with a warning."""
+    ``$MIVOLO_DEMO_MODELS`` that are not usable are skipped with a warning. A folder that ships
+    int8 graphs (``mivolo-lite quantize``) is offered a second time, run on them."""
     from ..hub import DEFAULT_MODEL, DEFAULT_MODEL_DIR, SHIPPED_MODELS, ModelNotFoundError
 
     if models is None or isinstance(models, (str, Path)):
         models = [models] if models is not None else []
-    out: dict[str, str | None] = {}
+    out: dict[str, ModelChoice] = {}
+
+    def offer(label: str, spec: str | None, folder: Path, where: str, name: str) -> None:
+        out[label] = ModelChoice(spec)
+        if _has_int8_graphs(folder):
+            out[_unique_label(INT8_LABEL.format(name=name, where=where), out)] = ModelChoice(spec, "onnx-int8")
+
     if (DEFAULT_MODEL_DIR / "config.json").exists():
-        out[DEFAULT_MODEL_LABEL] = None
+        offer(DEFAULT_MODEL_LABEL, None, DEFAULT_MODEL_DIR, "shipped", DEFAULT_MODEL)
     for name, folder in SHIPPED_MODELS.items():
         if name != DEFAULT_MODEL and (folder / "config.json").exists():
-            out[SHIPPED_LABEL.format(name=name)] = name
+            offer(SHIPPED_LABEL.format(name=name), name, folder, "shipped", name)
     explicit = [(m, True) for m in models if m is not None]
     for spec, strict in explicit + [(m, False) for m in _split_env(ENV_MODELS)]:
         path = Path(spec).expanduser()
@@ -59,21 +84,21 @@ def available_models(models: Iterable[str | Path | None] | str | Path | None = N
             log.warning("%s: %s; skipped", ENV_MODELS, problem)
             continue
         resolved = str(path.resolve())
-        if resolved in out.values():
+        if ModelChoice(resolved) in out.values():
             continue
-        out[_unique_label(f"{path.resolve().name} ({resolved})", out)] = resolved
+        offer(_unique_label(f"{path.resolve().name} ({resolved})", out), resolved, path, resolved, path.resolve().name)
     if not out:
         raise ModelNotFoundError("no model available: the shipped default model is missing and none was given")
     return out
 
 
 def available_detectors(yolo_weights: Iterable[str | Path] | str | Path | None = None) -> dict[str, str]:
-    """Label -> detector spec: ``centernet`` (the default, first), ``opencv``, then each existing
-    local YOLO ``.pt`` file (given ones must exist; missing ones from ``$MIVOLO_DEMO_YOLO_WEIGHTS``
+    """Label -> detector spec: ``centernet`` (the default, first), ``centernet-accurate``,
+    ``opencv``, then each existing local YOLO ``.pt`` file (given ones must exist; missing ones from ``$MIVOLO_DEMO_YOLO_WEIGHTS``
     are skipped with a warning)."""
     if yolo_weights is None or isinstance(yolo_weights, (str, Path)):
         yolo_weights = [yolo_weights] if yolo_weights is not None else []
-    out = {CENTERNET_LABEL: "centernet", OPENCV_LABEL: "opencv"}
+    out = {CENTERNET_LABEL: "centernet", CENTERNET_ACCURATE_LABEL: "centernet-accurate", OPENCV_LABEL: "opencv"}
     given = [(w, True) for w in yolo_weights]
     for spec, strict in given + [(w, False) for w in _split_env(ENV_YOLO_WEIGHTS)]:
         spec = str(spec)
@@ -109,13 +134,13 @@ def _locked_detector(inner):
 
 class PredictorPool:
     """One :class:`~mivolo_lite.AgePredictor` per (model, detector) pair, built on first use
-    (the model weights are loaded once per model and shared between detectors). Concurrent
-    first requests wait for one load instead of loading twice."""
+    (the weights are loaded once per model folder and shared between detectors and backends).
+    Concurrent first requests wait for one load instead of loading twice."""
 
-    def __init__(self, models: dict[str, str | None], detectors: dict[str, str], device: str = "cpu",
+    def __init__(self, models: dict[str, ModelChoice], detectors: dict[str, str], device: str = "cpu",
                  max_pixels: int | None = None):
         self.models, self.detectors, self.device, self.max_pixels = dict(models), dict(detectors), device, max_pixels
-        self._weights: dict[str, tuple] = {}
+        self._weights: dict[str | None, tuple] = {}
         self._dets: dict[str, object] = {}
         self._predictors: dict[tuple[str, str], object] = {}
         self._lock = threading.Lock()
@@ -134,16 +159,17 @@ class PredictorPool:
                 from ..hub import load_model_and_processor
                 from ..predictor import AgePredictor
 
-                if model_label not in self._weights:
+                choice = self.models[model_label]
+                if choice.spec not in self._weights:
                     # local_files_only: a name that is not a local folder never reaches the network
-                    self._weights[model_label] = load_model_and_processor(self.models[model_label],
-                                                                          local_files_only=True)
+                    self._weights[choice.spec] = load_model_and_processor(choice.spec, local_files_only=True)
                 if detector_label not in self._dets:
                     from ..detection import build_detector
 
                     self._dets[detector_label] = _locked_detector(
                         build_detector(self.detectors[detector_label], device=self.device))
-                model, processor = self._weights[model_label]
+                model, processor = self._weights[choice.spec]
                 self._predictors[key] = AgePredictor(model, processor, detector=self._dets[detector_label],
-                                                     device=self.device, max_pixels=self.max_pixels)
+                                                     device=self.device, max_pixels=self.max_pixels,
+                                                     backend=choice.backend)
             return self._predictors[key]

@@ -155,8 +155,8 @@ def evaluate_model(model, annotations, output_dir, device: str = "cpu", batch_si
     :class:`~mivolo_lite.AgePredictor` (e.g. ``"onnx-int8"`` to measure its int8 graphs)."""
     model, processor = _load(model)
     model = model.to(device).eval()
-    calibration, calibrated = calibration_of(model.config)
     runner = runner_for(model, backend, device)
+    calibration, calibrated = calibration_of(model.config, getattr(runner, "age_calibration", None))
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     annotations = [annotations] if isinstance(annotations, (str, Path)) else list(annotations)
@@ -230,6 +230,20 @@ def exact_age_predictions(model, annotations, batch_size: int = 64, limit: int |
     return out
 
 
+def fit_age_calibration(model, annotations, config, batch_size: int = 64, limit: int | None = None,
+                        flip_tta: bool = True) -> AgeCalibration:
+    """:class:`AgeCalibration` fitted on the exact ages in ``annotations`` as ``model`` (a folder,
+    or a ``(model or estimator, processor)`` pair) reads them; ``config``: the model's (age range,
+    age estimate). Raises ValueError when the CSVs hold too few exact ages."""
+    annotations = [annotations] if isinstance(annotations, (str, Path)) else list(annotations)
+    per_csv = exact_age_predictions(model, annotations, batch_size, limit, flip_tta)
+    ages, stds, truth = (np.concatenate(columns) for columns in zip(*per_csv))
+    # the CSVs that gave exact ages (PETA's age groups give none)
+    fitted_on = ", ".join(Path(a).name for a, (_, _, t) in zip(annotations, per_csv) if len(t))
+    return AgeCalibration.fit(ages, stds, truth, min_age=config.min_age, max_age=config.max_age,
+                              fitted_on=fitted_on, age_estimate=config.age_estimate)
+
+
 def calibrate_model(model, annotations, output=None, device: str = "cpu", batch_size: int = 64,
                     limit: int | None = None, flip_tta: bool = True, weights_dtype: str = "float32") -> dict:
     """Fit :class:`AgeCalibration` on the exact ages in ``annotations`` (held-out data, never the
@@ -241,12 +255,7 @@ def calibrate_model(model, annotations, output=None, device: str = "cpu", batch_
     source = model
     model, processor = _load(model)
     model = round_to_storage(model.drop_training_heads(), weights_dtype).to(device).eval()
-    annotations = [annotations] if isinstance(annotations, (str, Path)) else list(annotations)
-    per_csv = exact_age_predictions((model, processor), annotations, batch_size, limit, flip_tta)
-    ages, stds, truth = (np.concatenate(columns) for columns in zip(*per_csv))
-    fitted_on = ", ".join(Path(a).name for a in annotations)
-    calibration = AgeCalibration.fit(ages, stds, truth, min_age=model.config.min_age, max_age=model.config.max_age,
-                                     fitted_on=fitted_on, age_estimate=model.config.age_estimate)
+    calibration = fit_age_calibration((model, processor), annotations, model.config, batch_size, limit, flip_tta)
     model.config.age_calibration = calibration.to_dict()
     target = output or (source if isinstance(source, (str, Path)) and Path(source).is_dir() else None)
     if target is None:
