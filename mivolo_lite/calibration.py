@@ -261,9 +261,10 @@ def _mondrian_quantiles(r: np.ndarray, selections, min_count: int):
 def calibration_of(config, table: dict | None = None) -> tuple[AgeCalibration, bool]:
     """The calibration a model carries (``config.age_calibration``, or ``table`` when given: the
     one the backend's estimator was fitted with, see ``OnnxEstimator.age_calibration``) and whether
-    it has one; the Gaussian stand-in otherwise. Warns when the table was fitted on another age estimate than the
-    model now reports (``config.age_estimate``): its residuals are then measured from the wrong
-    point, and the intervals and age checks are off until ``mivolo-lite calibrate`` is rerun."""
+    it has one; the Gaussian stand-in otherwise. Warns when the table was fitted on another age
+    estimate than the model now reports (``config.age_estimate``): its residuals are then measured
+    from the wrong point, and the intervals and age checks are off until ``mivolo-lite calibrate``
+    is rerun."""
     table = table or getattr(config, "age_calibration", None)
     if not table:
         return uncalibrated(config.min_age, config.max_age), False

@@ -155,6 +155,7 @@ from mivolo_lite import AgePredictor
 p = AgePredictor.from_pretrained(sys.argv[1], backend="onnx-int8")
 r = p.predict_crops(faces=[np.full((40, 40, 3), 128, np.uint8)])
 print("GRAPHS", sorted(str(g) for g in p.estimator.graphs.values())[0])
+print("INTERVALS", p.calibration.fitted_on)
 print("AGE", r[0].age)
 """
 
@@ -168,6 +169,7 @@ def test_int8_graphs_load_from_a_prefilled_hf_cache_offline(tiny_folder, tmp_pat
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert str(cache / "models--someone--int8-test") in proc.stdout
+    assert "(int8 graphs)" in proc.stdout  # int8_calibration.json came from the cache too
     assert np.isfinite(float(proc.stdout.split("AGE")[1]))
 
 

@@ -86,7 +86,8 @@ def available_models(models: Iterable[str | Path | None] | str | Path | None = N
         resolved = str(path.resolve())
         if ModelChoice(resolved) in out.values():
             continue
-        offer(_unique_label(f"{path.resolve().name} ({resolved})", out), resolved, path, resolved, path.resolve().name)
+        name = path.resolve().name
+        offer(_unique_label(f"{name} ({resolved})", out), resolved, path, resolved, name)
     if not out:
         raise ModelNotFoundError("no model available: the shipped default model is missing and none was given")
     return out
@@ -94,8 +95,8 @@ def available_models(models: Iterable[str | Path | None] | str | Path | None = N
 
 def available_detectors(yolo_weights: Iterable[str | Path] | str | Path | None = None) -> dict[str, str]:
     """Label -> detector spec: ``centernet`` (the default, first), ``centernet-accurate``,
-    ``opencv``, then each existing local YOLO ``.pt`` file (given ones must exist; missing ones from ``$MIVOLO_DEMO_YOLO_WEIGHTS``
-    are skipped with a warning)."""
+    ``opencv``, then each existing local YOLO ``.pt`` file (given ones must exist; missing ones
+    from ``$MIVOLO_DEMO_YOLO_WEIGHTS`` are skipped with a warning)."""
     if yolo_weights is None or isinstance(yolo_weights, (str, Path)):
         yolo_weights = [yolo_weights] if yolo_weights is not None else []
     out = {CENTERNET_LABEL: "centernet", CENTERNET_ACCURATE_LABEL: "centernet-accurate", OPENCV_LABEL: "opencv"}
