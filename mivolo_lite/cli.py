@@ -263,7 +263,7 @@ def cmd_quantize(args) -> int:
     for path in written.values():
         print(f"{path} ({path.stat().st_size / 1e6:.1f} MB)")
     try:
-        table = calibrate_int8(args.model, args.annotations)
+        table = calibrate_int8(model, processor, args.annotations)
         print(f"age intervals refitted on the int8 graphs' ages of {sum(table['counts'])} people "
               f"({table['fitted_on']}): {Path(args.model) / INT8_CALIBRATION_FILE}")
     except ValueError as e:  # e.g. only age groups (PETA): intervals then use the fp32 table

@@ -124,18 +124,17 @@ def quantize_model(model, processor, records, folder: str | Path, n: int = DEFAU
     return written
 
 
-def calibrate_int8(folder: str | Path, annotations, batch_size: int = 64) -> dict:
-    """Fit the age calibration of the int8 graphs in ``folder`` (made by :func:`quantize_model`) on
-    their own ages of the exactly-aged people in ``annotations`` (CSVs the model was calibrated or
-    trained on, never its test set), and write it to ``folder/int8_calibration.json`` with the
-    weights' digest. Returns the table; raises ValueError when the CSVs hold too few exact ages."""
+def calibrate_int8(model, processor, annotations, batch_size: int = 64) -> dict:
+    """Fit the age calibration of the int8 graphs made by :func:`quantize_model` in the folder
+    ``model`` was loaded from, on their own ages of the exactly-aged people in ``annotations`` (CSVs
+    the model was calibrated or trained on, never its test set), and write it to
+    ``int8_calibration.json`` there with the weights' digest. Returns the table; raises ValueError
+    when the CSVs hold too few exact ages."""
     import json
     import warnings
 
     from .evaluation.report import fit_age_calibration, runner_for
-    from .hub import load_model_and_processor
 
-    model, processor = load_model_and_processor(folder)
     with warnings.catch_warnings():  # "no int8_calibration.json yet": it is what this makes
         warnings.simplefilter("ignore")
         estimator = runner_for(model, "onnx-int8")
@@ -143,5 +142,5 @@ def calibrate_int8(folder: str | Path, annotations, batch_size: int = 64) -> dic
     calibration.fitted_on += " (int8 graphs)"
     table = calibration.to_dict()
     saved = {INT8_WEIGHTS_KEY: weights_digest(estimator.model), "age_calibration": table}
-    (Path(folder) / INT8_CALIBRATION_FILE).write_text(json.dumps(saved))
+    (Path(model.config._name_or_path) / INT8_CALIBRATION_FILE).write_text(json.dumps(saved))
     return table

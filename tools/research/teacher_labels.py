@@ -72,7 +72,8 @@ def crop(image: np.ndarray, box) -> np.ndarray:
 
 
 def model_labels(records, model: str, writer, batch_size: int = 32) -> int:
-    """Rows from one of our models (``--model``): each record's face and body crops, flip TTA."""
+    """Rows from one of our models (``--model``): each record's face and body crops, flip TTA.
+    Returns how many records were skipped."""
     from mivolo_lite import AgePredictor
 
     predictor = AgePredictor.from_pretrained(model)
@@ -90,10 +91,24 @@ def model_labels(records, model: str, writer, batch_size: int = 32) -> int:
             faces.append(crop(image, r.face_box))
             bodies.append(None if r.body_box is None else crop(image, r.body_box))
         for r, person in zip(batch, predictor.predict_crops(faces=faces, bodies=bodies) if batch else []):
-            male_prob = person.gender_score if person.gender == "male" else 1 - person.gender_score
             # the model's distribution is on whole years min_age..max_age; the CSV starts at age 0
             probs = np.concatenate([np.zeros(int(predictor.model.config.min_age)), person.age_probs])
-            writer.writerow(format_teacher_row(r.image, r.face_box, male_prob, probs))
+            writer.writerow(format_teacher_row(r.image, r.face_box, person.prob_male, probs))
+    return failed
+
+
+def peer_labels(records, teacher, writer) -> int:
+    """Rows from the peer's networks: each record's face crop, as is and mirrored. Returns how many
+    records were skipped."""
+    failed = 0
+    for r in tqdm(records, desc="teacher", dynamic_ncols=True):
+        try:
+            age_probs, male_prob = teacher_probabilities(teacher, crop(load_image(r.image), r.face_box))
+        except (ImageLoadError, ValueError) as e:
+            failed += 1
+            tqdm.write(f"skipped {r.image}: {e}")
+            continue
+        writer.writerow(format_teacher_row(r.image, r.face_box, male_prob, age_probs))
     return failed
 
 
@@ -106,29 +121,15 @@ def main(argv: list[str] | None = None, teacher=None) -> int:
     args = parser.parse_args(argv)
 
     refuse_held_out(args.csv)
+    if not args.model:
+        teacher = teacher or load_teacher(args.peer_path)
     records = [r for path in args.csv for r in read_annotations(path) if r.face_box is not None]
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if args.model:
-        with open(out, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(TEACHER_COLUMNS)
-            failed = model_labels(records, args.model, writer)
-        print(f"wrote {len(records) - failed} teacher labels to {out} ({failed} skipped)")
-        return 0
-    teacher = teacher or load_teacher(args.peer_path)
-    failed = 0
     with open(out, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(TEACHER_COLUMNS)
-        for r in tqdm(records, desc="teacher", dynamic_ncols=True):
-            try:
-                age_probs, male_prob = teacher_probabilities(teacher, crop(load_image(r.image), r.face_box))
-            except (ImageLoadError, ValueError) as e:
-                failed += 1
-                tqdm.write(f"skipped {r.image}: {e}")
-                continue
-            writer.writerow(format_teacher_row(r.image, r.face_box, male_prob, age_probs))
+        failed = model_labels(records, args.model, writer) if args.model else peer_labels(records, teacher, writer)
     print(f"wrote {len(records) - failed} teacher labels to {out} ({failed} skipped)")
     return 0
 
