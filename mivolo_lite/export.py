@@ -38,7 +38,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 AUTOCAST_MIN_PARAMS = 10_000_000
 CACHE_KEEP = 24  # graphs kept in the cache folder (three per model at most: both inputs, face-only, body-only)
 # Bump when the graph's inputs/outputs or the export recipe change: old cached files are then ignored.
-_EXPORT_RECIPE = "2"
+_EXPORT_RECIPE = "3"
 # The int8 graphs a model folder ships, per set of inputs; body-only batches run the fp32 graph
 # (the body branch stays fp32 in every graph: see mivolo_lite.quantization)
 INT8_GRAPH_SETS = (("face",), BOTH)

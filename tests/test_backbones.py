@@ -114,6 +114,41 @@ def test_mobile_model_exports_to_onnx_and_matches_torch(tmp_path, faceres_file):
     assert torch.allclose(torch.from_numpy(probs), expected, atol=1e-4)
 
 
+def test_same_padding_matches_tensorflow_for_odd_and_even_sizes():
+    from mivolo_lite.models.mobilenet_v1 import SamePadConv
+
+    torch.manual_seed(1)
+    for kernel, stride, size in [(3, 1, 9), (3, 1, 10), (3, 2, 10), (3, 2, 11), (1, 1, 7), (3, 2, 160)]:
+        conv = SamePadConv(4, 4, kernel, stride=stride).eval()
+        x = torch.randn(2, 4, size, size)
+        # TensorFlow's SAME: output ceil(size / stride), the odd pixel of padding at the bottom/right
+        out = -(-size // stride)
+        pad = max((out - 1) * stride + kernel - size, 0)
+        want = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (pad // 2, pad - pad // 2) * 2), conv.weight,
+                                          conv.bias, stride)
+        with torch.no_grad():
+            assert torch.allclose(conv(x), want, atol=1e-6), (kernel, stride, size)
+
+
+def test_the_exported_trunk_pads_inside_its_convolutions(tmp_path, faceres_file):
+    """Padding computed at run time (traced sizes), or a Pad onnxruntime cannot fold into the next
+    Conv, cost the shipped model a third of its CPU time: none may survive onnxruntime's basic
+    optimisation."""
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    from mivolo_lite.export import export_onnx
+
+    model = MiVOLOLiteModel(mobile_config()).eval()
+    path = export_onnx(model, tmp_path / "mobile.onnx")
+    assert any(node.op_type == "Pad" for node in onnx.load(str(path)).graph.node)  # the stride-2 convs' odd pixel
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    optimised = [node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node]
+    assert "Conv" in optimised and "Pad" not in optimised
+
+
 def test_the_body_branch_can_read_the_stride16_map_pooled_to_the_same_grid(faceres_file):
     """The face trunk's last block is nearly silent on bodies; preset mobile's body branch reads
     block 11's stride-16 map, average-pooled to the face branch's grid."""

@@ -79,6 +79,11 @@ def test_backend_choice(tiny_model):
 
     default = AgePredictor(tiny_model, MiVOLOLiteImageProcessor(size=32))
     assert isinstance(default.estimator, OnnxEstimator)  # onnxruntime is installed here and measured faster
+    assert default.memory_format == torch.contiguous_format  # onnxruntime takes NCHW arrays
+    on_torch = AgePredictor(tiny_model, MiVOLOLiteImageProcessor(size=32), backend="torch")
+    assert on_torch.memory_format == torch.channels_last  # faster convolutions on the CPU too
+    assert any(p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+               for p in on_torch._fused_model.parameters())
     assert build_estimator(tiny_model, "torch") is tiny_model
     assert isinstance(build_estimator(tiny_model, "auto", "cpu"), OnnxEstimator)
     assert build_estimator(tiny_model, "auto", "cuda", precision="fp32") is tiny_model  # onnxruntime: CPU build

@@ -57,14 +57,20 @@ class SamePadConv(nn.Conv2d):
     """Conv2d with TensorFlow 'SAME' padding (extra pixel bottom/right when odd)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        ih, iw = x.shape[-2:]
+        # Plain ints, also while an ONNX export traces this (each graph has one fixed input size):
+        # traced sizes would compute the padding in the graph at run time, and onnxruntime folds a
+        # Pad into the next Conv only when its amounts and its value are constants (hence the
+        # explicit value=0.0 below). Unfolded, the Pads and the layout reorders around them took
+        # a third of the face graph's time (docs/benchmarks.md).
+        ih, iw = (int(s) for s in x.shape[-2:])
         kh, kw = self.kernel_size
         sh, sw = self.stride
         oh, ow = -(-ih // sh), -(-iw // sw)
         ph = max((oh - 1) * sh + kh - ih, 0)
         pw = max((ow - 1) * sw + kw - iw, 0)
-        if ph or pw:
-            x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
+        if ph % 2 == 0 and pw % 2 == 0:  # symmetric: the convolution pads by itself
+            return F.conv2d(x, self.weight, self.bias, self.stride, (ph // 2, pw // 2), self.dilation, self.groups)
+        x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), value=0.0)
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
