@@ -65,6 +65,21 @@ def test_soup_refuses_models_of_another_architecture_by_name(overrides, named):
         average_models([sibling(0), sibling(1, **overrides)], names=["runs/a", "runs/b"])
 
 
+def test_soup_of_some_parts_keeps_the_rest_of_the_first_model():
+    a, b = sibling(0), sibling(1)
+    soup = average_models([a, b], only=["body_encoder", "missing_face"])
+    state, sa, sb = soup.state_dict(), a.state_dict(), b.state_dict()
+    averaged = [k for k in state if k.startswith("body_encoder.") or k == "missing_face"]
+    assert averaged and any(k.startswith("face_encoder.") for k in state)
+    for key, value in state.items():
+        want = (sa[key] + sb[key]) / 2 if key in averaged and value.is_floating_point() else sa[key]
+        assert torch.allclose(value, want, atol=1e-6), key
+    with pytest.raises(ValueError, match="no weights named body_encoder.nothing"):
+        average_models([a, b], only=["body_encoder.nothing"])
+    with pytest.raises(ValueError, match="no weights named face_encoder.block "):  # a prefix is a whole name
+        average_models([a, b], only=["face_encoder.block", "missing_face"])
+
+
 def test_soup_refuses_one_model_and_bad_weights():
     with pytest.raises(ValueError, match="at least two"):
         average_models([sibling(0)])

@@ -28,9 +28,13 @@ def _architecture(model: MiVOLOLiteModel) -> dict:
 
 
 def average_models(models: Sequence[MiVOLOLiteModel], weights: Sequence[float] | None = None,
-                   names: Sequence[str] | None = None) -> MiVOLOLiteModel:
+                   names: Sequence[str] | None = None, only: Sequence[str] | None = None) -> MiVOLOLiteModel:
     """A new model whose floating-point weights and buffers (BatchNorm statistics too) are the
     weighted mean of ``models``' (uniform by default); integer buffers are the first model's.
+
+    ``only``: names (prefixes of state-dict keys, e.g. ``"body_encoder.blocks"``) of the parts to
+    average; every other tensor is the first model's. For siblings that retrained one part alone:
+    averaging the others would mix in what they kept of an older parent.
 
     Training-only heads are left out (a soup is for inference) and so is any age calibration:
     fit a new one on the soup (``mivolo-lite calibrate``). Raises ``ValueError`` naming the model
@@ -57,10 +61,14 @@ def average_models(models: Sequence[MiVOLOLiteModel], weights: Sequence[float] |
         if differs:
             raise ValueError(f"{name} does not have {names[0]}'s architecture (differs in: {', '.join(differs[:5])})")
 
+    if only is not None:
+        unmatched = [prefix for prefix in only if not any(_under(key, prefix) for key in reference_state)]
+        if unmatched or not only:
+            raise ValueError(f"only: no weights named {', '.join(unmatched) or '(nothing given)'} in {names[0]}")
     total = sum(weights)
     averaged = {}
     for key, first in states[0].items():
-        if first.is_floating_point():
+        if first.is_floating_point() and (only is None or any(_under(key, prefix) for prefix in only)):
             averaged[key] = sum(w / total * s[key].double() for w, s in zip(weights, states)).to(first.dtype)
         else:
             averaged[key] = first
@@ -68,3 +76,8 @@ def average_models(models: Sequence[MiVOLOLiteModel], weights: Sequence[float] |
     soup.load_state_dict(averaged)
     soup.config.age_calibration = None
     return soup.eval()
+
+
+def _under(key: str, prefix: str) -> bool:
+    """``key`` is the tensor ``prefix`` or inside the module ``prefix`` (``blocks.1`` is not under ``blocks.10``)."""
+    return key == prefix or key.startswith(prefix + ".")
