@@ -49,7 +49,8 @@ def save_model(model, processor, folder: str | Path, weights_dtype: str = "float
     no measurable cost in accuracy for ``lite``; the config keeps ``dtype: float32``, so every
     loader, ours and transformers' ``AutoModel``, builds the model in fp32 and widens the weights."""
     dtype = _weights_dtype(weights_dtype)
-    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    # contiguous: a model trained channels-last holds its conv weights in that layout
+    state = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
     model.save_pretrained(folder, state_dict=state)
     processor.save_pretrained(folder)
 

@@ -171,6 +171,11 @@ def run_model_config(cfg: TrainConfig) -> MiVOLOLiteConfig:
     return MiVOLOLiteConfig.from_preset(cfg.model.preset, **cfg.model.overrides)
 
 
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    """Images (4-d) in the model's channels-last layout; masks as they are."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
 def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = None,
           max_steps: int | None = None) -> Path | None:
     """Train; returns the folder of the exported final model (None if stopped early by
@@ -250,6 +255,10 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
     scheduler.lr_lambdas = [lambda s: cfg.optim.min_lr_ratio + (1 - cfg.optim.min_lr_ratio) * base_lambda(s)
                             ] * len(optimizer.param_groups)
 
+    # Convolutions train faster on channels-last (NHWC) tensors, on the CPU too: the first 40 steps
+    # of configs/mobile.yaml took 2.07 s each against 2.76 s on 2 cores (data loading included);
+    # lite's steps are unchanged. The weights are the same numbers, and they are saved contiguous.
+    model.to(memory_format=torch.channels_last)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     val_loaders = {k: accelerator.prepare(v) for k, v in val_loaders.items()}
     # warmup: the average must not cling to the random initial weights early in a run
@@ -309,7 +318,7 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
             # counted on every batch (a collective: all processes take part) so the count survives a resume
             state.bad_images += int(accelerator.reduce((~batch["image_ok"]).sum(), reduction="sum"))
             with accelerator.accumulate(model):
-                out = model(**{k: batch[k] for k in MODEL_INPUTS if k in batch})
+                out = model(**{k: _channels_last(batch[k]) for k in MODEL_INPUTS if k in batch})
                 parts = objective(out, batch, accelerator.unwrap_model(model).age_grid)
                 loss = parts.total
                 accelerator.backward(loss)
