@@ -54,7 +54,10 @@ def runner_for(model, backend: str = "torch", device: str = "cpu"):
     """The model itself (torch), or the estimator the predictor would run for ``backend`` (see
     :func:`~mivolo_lite.export.build_estimator`; ``"onnx-int8"``: the folder's int8 graphs)."""
     if backend == "torch":
-        return model
+        import torch
+
+        # a channels-last copy: torch's convolutions run faster on it, on the CPU too (as in AgePredictor)
+        return copy.deepcopy(model).to(memory_format=torch.channels_last)
     from ..export import build_estimator
 
     return build_estimator(copy.deepcopy(model).fuse_for_inference(), backend, device, "fp32")
