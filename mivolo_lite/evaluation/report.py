@@ -258,7 +258,9 @@ def calibrate_model(model, annotations, output=None, device: str = "cpu", batch_
     source = model
     model, processor = _load(model)
     model = round_to_storage(model.drop_training_heads(), weights_dtype).to(device).eval()
-    calibration = fit_age_calibration((model, processor), annotations, model.config, batch_size, limit, flip_tta)
+    # the predictions through the runner evaluate_model uses (the model saved below stays as it is)
+    calibration = fit_age_calibration((runner_for(model, "torch", device), processor), annotations, model.config,
+                                      batch_size, limit, flip_tta)
     model.config.age_calibration = calibration.to_dict()
     target = output or (source if isinstance(source, (str, Path)) and Path(source).is_dir() else None)
     if target is None:
